@@ -1,0 +1,189 @@
+"""The `Backend` object that `kernels.get(name)` returns: every op of the contract, validated.
+
+A backend is assembled from one file per op folder (``kernels/<op>/<file>.py``). Each such file
+declares the versions it holds and which one is the default::
+
+    VERSIONS = {"loop": {"conv2d_forward": ..., "conv2d_backward": ...},
+                "im2col": {"conv2d_forward": ..., "conv2d_backward": ...}}
+    DEFAULT_VERSION = "im2col"
+
+The methods below are the only door into a backend's arithmetic. Each one runs the contract
+check from `kernels._check` (validation and normalisation of int-or-pair arguments), then calls
+the chosen version with pairs for ``stride``/``padding``/``kernel``. So the shape rules exist once,
+and a kernel never sees an argument the contract has not accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kernels import _check
+
+# Op folder -> the functions each version in it must provide.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "conv2d": ("conv2d_forward", "conv2d_backward"),
+    "maxpool2d": ("maxpool2d_forward", "maxpool2d_backward"),
+    "linear": ("linear_forward", "linear_backward"),
+    "rnn": (
+        "rnn_tanh_cell_forward",
+        "rnn_tanh_cell_backward",
+        "lstm_cell_forward",
+        "lstm_cell_backward",
+        "gru_cell_forward",
+        "gru_cell_backward",
+    ),
+    "softmax": ("softmax", "log_softmax", "softmax_cross_entropy"),
+}
+
+Array = Any  # numpy.ndarray on the CPU backends, a device array on the GPU ones
+
+
+class Backend:
+    """Every op of the kernel contract for one backend, with one chosen version per op folder.
+
+    Attributes:
+        name: the backend's registry name ("numpy", "numba", ...).
+        versions: op folder -> the names of all versions that backend holds.
+        version: op folder -> the version this object uses.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        modules: dict[str, Any],
+        array_types: tuple[type, ...],
+        chosen: dict[str, str],
+    ) -> None:
+        self.name = name
+        self.array_types = array_types
+        self.versions = {family: tuple(mod.VERSIONS) for family, mod in modules.items()}
+        self.version: dict[str, str] = {}
+        self._impl: dict[str, Callable[..., Any]] = {}
+        for family, module in modules.items():
+            version = chosen.get(family, module.DEFAULT_VERSION)
+            if version not in module.VERSIONS:
+                raise ValueError(
+                    f"{family}: backend {name!r} has no version {version!r}; "
+                    f"choose one of {sorted(module.VERSIONS)}"
+                )
+            self.version[family] = version
+            functions = module.VERSIONS[version]
+            for op in FAMILIES[family]:
+                self._impl[op] = functions[op]
+
+    def __repr__(self) -> str:
+        chosen = ", ".join(f"{family}={v}" for family, v in self.version.items())
+        return f"<kernels backend {self.name!r}: {chosen}>"
+
+    # -- convolution ---------------------------------------------------------------------------
+
+    def conv2d_forward(self, x: Array, w: Array, b: Array | None, stride=1, padding=0) -> Array:
+        """y[n,k,p,q] = b[k] + sum_{c,r,s} x_pad[n, c, p*sh + r, q*sw + s] * w[k,c,r,s].
+
+        x (N, C, H, W), w (K, C, R, S), b (K,) or None -> y (N, K, P, Q).
+        """
+        stride, padding = _check.conv2d_forward(
+            x, w, b, stride, padding, array_types=self.array_types
+        )
+        return self._impl["conv2d_forward"](x, w, b, stride, padding)
+
+    def conv2d_backward(
+        self, dy: Array, x: Array, w: Array, stride=1, padding=0
+    ) -> tuple[Array, Array, Array]:
+        """dy (N, K, P, Q) -> dx (N, C, H, W), dw (K, C, R, S), db (K,)."""
+        stride, padding = _check.conv2d_backward(
+            dy, x, w, stride, padding, array_types=self.array_types
+        )
+        return self._impl["conv2d_backward"](dy, x, w, stride, padding)
+
+    # -- max-pooling ---------------------------------------------------------------------------
+
+    def maxpool2d_forward(
+        self, x: Array, kernel=2, stride=None, padding=0
+    ) -> tuple[Array, Array]:
+        """y[n,c,p,q] = max over the window; argmax = flat index (into H*W) of that maximum.
+
+        x (N, C, H, W) -> y (N, C, P, Q), argmax (N, C, P, Q) int64. stride None = kernel.
+        """
+        kernel, stride, padding = _check.maxpool2d_forward(
+            x, kernel, stride, padding, array_types=self.array_types
+        )
+        return self._impl["maxpool2d_forward"](x, kernel, stride, padding)
+
+    def maxpool2d_backward(
+        self, dy: Array, argmax: Array, x_shape: tuple[int, ...], kernel=2, stride=None, padding=0
+    ) -> Array:
+        """dx[n, c, argmax[n,c,p,q]] += dy[n,c,p,q]  -> dx of shape x_shape."""
+        x_shape, kernel, stride, padding = _check.maxpool2d_backward(
+            dy, argmax, x_shape, kernel, stride, padding, array_types=self.array_types
+        )
+        return self._impl["maxpool2d_backward"](dy, argmax, x_shape, kernel, stride, padding)
+
+    # -- linear --------------------------------------------------------------------------------
+
+    def linear_forward(self, x: Array, w: Array, b: Array | None) -> Array:
+        """y = x @ w.T + b.   x (N, in), w (out, in), b (out,) or None -> y (N, out)."""
+        _check.linear_forward(x, w, b, array_types=self.array_types)
+        return self._impl["linear_forward"](x, w, b)
+
+    def linear_backward(self, dy: Array, x: Array, w: Array) -> tuple[Array, Array, Array]:
+        """dx = dy @ w,  dw = dy.T @ x,  db = sum_n dy.   dy (N, out)."""
+        _check.linear_backward(dy, x, w, array_types=self.array_types)
+        return self._impl["linear_backward"](dy, x, w)
+
+    # -- recurrent cells -----------------------------------------------------------------------
+
+    def rnn_tanh_cell_forward(self, x, h, w_ih, w_hh, b_ih, b_hh) -> Array:
+        """h_new = tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).   x (B, I), h (B, H)."""
+        _check.rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, array_types=self.array_types)
+        return self._impl["rnn_tanh_cell_forward"](x, h, w_ih, w_hh, b_ih, b_hh)
+
+    def rnn_tanh_cell_backward(self, dh_new, x, h, w_ih, w_hh, h_new) -> tuple[Array, ...]:
+        """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+        _check.rnn_tanh_cell_backward(dh_new, x, h, w_ih, w_hh, h_new, array_types=self.array_types)
+        return self._impl["rnn_tanh_cell_backward"](dh_new, x, h, w_ih, w_hh, h_new)
+
+    def lstm_cell_forward(self, x, h, c, w_ih, w_hh, b_ih, b_hh) -> tuple[Array, Array, Any]:
+        """LSTM step, PyTorch gate order i, f, g, o.  -> (h_new, c_new, cache)."""
+        _check.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, array_types=self.array_types)
+        return self._impl["lstm_cell_forward"](x, h, c, w_ih, w_hh, b_ih, b_hh)
+
+    def lstm_cell_backward(self, dh_new, dc_new, cache) -> tuple[Array, ...]:
+        """-> (dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh)."""
+        _check.lstm_cell_backward(dh_new, dc_new, cache, array_types=self.array_types)
+        return self._impl["lstm_cell_backward"](dh_new, dc_new, cache)
+
+    def gru_cell_forward(self, x, h, w_ih, w_hh, b_ih, b_hh) -> tuple[Array, Any]:
+        """GRU step, PyTorch gate order r, z, n.  -> (h_new, cache)."""
+        _check.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, array_types=self.array_types)
+        return self._impl["gru_cell_forward"](x, h, w_ih, w_hh, b_ih, b_hh)
+
+    def gru_cell_backward(self, dh_new, cache) -> tuple[Array, ...]:
+        """-> (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
+        _check.gru_cell_backward(dh_new, cache, array_types=self.array_types)
+        return self._impl["gru_cell_backward"](dh_new, cache)
+
+    # -- softmax family ------------------------------------------------------------------------
+
+    def softmax(self, x: Array, axis: int = -1) -> Array:
+        """softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x), along `axis`."""
+        axis = _check.softmax(x, axis, array_types=self.array_types)
+        return self._impl["softmax"](x, axis)
+
+    def log_softmax(self, x: Array, axis: int = -1) -> Array:
+        """log_softmax(x)_i = x_i - max x - log sum_j exp(x_j - max x), along `axis`."""
+        axis = _check.log_softmax(x, axis, array_types=self.array_types)
+        return self._impl["log_softmax"](x, axis)
+
+    def softmax_cross_entropy(
+        self, logits: Array, targets: Array, ignore_index: int = -100
+    ) -> tuple[Array, Array]:
+        """Mean of -log softmax(logits)[n, targets[n]] over rows whose target != ignore_index.
+
+        logits (N, V), targets (N,) int -> (loss as a 0-d array, dlogits (N, V)).
+        dlogits[n] = (softmax(logits[n]) - onehot(targets[n])) / M for the M kept rows, 0 for
+        ignored rows. If every row is ignored the loss is 0 and dlogits is 0 (PyTorch gives nan).
+        """
+        _check.softmax_cross_entropy(logits, targets, ignore_index, array_types=self.array_types)
+        return self._impl["softmax_cross_entropy"](logits, targets, int(ignore_index))

@@ -1,0 +1,371 @@
+"""The kernel contract: argument validation and output-shape arithmetic, in one place.
+
+Every backend computes the same functions; this module says what those functions accept.
+`kernels.get(name)` wraps each backend implementation so that, before any kernel runs,
+
+  * every array argument is checked (rank, shape agreement, dtype float32/float64, one dtype
+    for all float inputs, the right kind of array for the backend), and
+  * int-or-pair hyper-parameters (``stride``, ``padding``, ``kernel``) are normalised to pairs.
+
+A failure raises ``ValueError`` naming the argument and the shapes involved, because a compiled
+kernel does not check bounds: a wrong shape that reached it would read or write past an array.
+
+Backends therefore receive validated arguments with pairs for the hyper-parameters, and can call
+the shape arithmetic here (``conv2d_output_size``, ``pool2d_output_size``) instead of
+re-deriving it. The cache types of the LSTM and GRU cells live here too, so that every backend
+stores the same intermediate values and a test can compare them.
+
+Layouts (PyTorch's):  images NCHW;  conv weight (K, C, R, S);  linear weight (out, in);
+LSTM gates stacked i, f, g, o;  GRU gates stacked r, z, n.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+Pair = tuple[int, int]
+
+
+# ----------------------------------------------------------------------------------------------
+# Small building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in a.shape)
+
+
+def check_array(name: str, a: Any, ndim: int, array_types: tuple[type, ...]) -> None:
+    """Raise ValueError unless `a` is an array of one of `array_types` with rank `ndim`."""
+    if not isinstance(a, array_types):
+        kinds = " or ".join(t.__module__.split(".")[0] + "." + t.__name__ for t in array_types)
+        raise ValueError(
+            f"{name}: expected {kinds}, got {type(a).__module__}.{type(a).__name__} "
+            "(is the array on the wrong device for this backend?)"
+        )
+    if a.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim}-D array, got shape {_shape(a)}")
+
+
+def check_float_dtypes(**arrays: Any) -> np.dtype:
+    """All float inputs must share one dtype, float32 or float64; return it."""
+    dtypes = {name: np.dtype(a.dtype) for name, a in arrays.items() if a is not None}
+    first_name, dtype = next(iter(dtypes.items()))
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{first_name}: dtype must be float32 or float64, got {dtype}")
+    for name, other in dtypes.items():
+        if other != dtype:
+            raise ValueError(
+                f"{name}: dtype {other} differs from {first_name}'s {dtype}; "
+                "all float inputs must share one dtype"
+            )
+    return dtype
+
+
+def check_shape(name: str, a: Any, expected: tuple[int, ...], why: str) -> None:
+    if _shape(a) != tuple(expected):
+        raise ValueError(f"{name}: expected shape {tuple(expected)} ({why}), got {_shape(a)}")
+
+
+def as_pair(name: str, value: Any, minimum: int) -> Pair:
+    """Normalise an int or a pair of ints to a pair; each element must be >= `minimum`."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    ):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{name}: expected an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name}: every element must be >= {minimum}, got {value!r}")
+    return pair
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape arithmetic shared by every backend
+# ----------------------------------------------------------------------------------------------
+
+
+def conv2d_output_size(H: int, W: int, R: int, S: int, stride: Pair, padding: Pair) -> Pair:
+    """Output height and width of a convolution (also of pooling, with R, S the window).
+
+        P = floor((H + 2 * pad_h - R) / stride_h) + 1
+        Q = floor((W + 2 * pad_w - S) / stride_w) + 1
+    """
+    P = (H + 2 * padding[0] - R) // stride[0] + 1
+    Q = (W + 2 * padding[1] - S) // stride[1] + 1
+    return P, Q
+
+
+pool2d_output_size = conv2d_output_size
+
+
+# ----------------------------------------------------------------------------------------------
+# Convolution
+# ----------------------------------------------------------------------------------------------
+
+
+def conv2d_forward(x, w, b, stride, padding, *, array_types) -> tuple[Pair, Pair]:
+    """x (N, C, H, W), w (K, C, R, S), b (K,) or None. Returns (stride, padding) as pairs."""
+    check_array("x", x, 4, array_types)
+    check_array("w", w, 4, array_types)
+    if b is not None:
+        check_array("b", b, 1, array_types)
+    check_float_dtypes(x=x, w=w, b=b)
+    stride = as_pair("stride", stride, 1)
+    padding = as_pair("padding", padding, 0)
+    N, C, H, W = _shape(x)
+    K, Cw, R, S = _shape(w)
+    if Cw != C:
+        raise ValueError(f"w: has {Cw} input channels but x {_shape(x)} has {C} (w is {_shape(w)})")
+    if b is not None:
+        check_shape("b", b, (K,), f"one bias per output channel of w {_shape(w)}")
+    _check_window_fits("w", (R, S), (H, W), padding, stride)
+    return stride, padding
+
+
+def conv2d_backward(dy, x, w, stride, padding, *, array_types) -> tuple[Pair, Pair]:
+    """dy (N, K, P, Q) must be the shape conv2d_forward(x, w) produced."""
+    stride, padding = conv2d_forward(x, w, None, stride, padding, array_types=array_types)
+    check_array("dy", dy, 4, array_types)
+    check_float_dtypes(dy=dy, x=x, w=w)
+    N, _, H, W = _shape(x)
+    K, _, R, S = _shape(w)
+    P, Q = conv2d_output_size(H, W, R, S, stride, padding)
+    check_shape("dy", dy, (N, K, P, Q), f"the output of x {_shape(x)} conv w {_shape(w)}")
+    return stride, padding
+
+
+def _check_window_fits(name: str, window: Pair, size: Pair, padding: Pair, stride: Pair) -> None:
+    padded = (size[0] + 2 * padding[0], size[1] + 2 * padding[1])
+    if window[0] > padded[0] or window[1] > padded[1]:
+        raise ValueError(
+            f"{name}: window {window} is larger than the padded input {padded} "
+            f"(input {size}, padding {padding}); the output would be empty"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Max-pooling
+# ----------------------------------------------------------------------------------------------
+
+
+def _pool_params(kernel, stride, padding) -> tuple[Pair, Pair, Pair]:
+    kernel = as_pair("kernel", kernel, 1)
+    stride = kernel if stride is None else as_pair("stride", stride, 1)
+    padding = as_pair("padding", padding, 0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        # A window made only of padding would have no maximum (PyTorch refuses it too).
+        raise ValueError(f"padding: must be at most half the kernel {kernel}, got {padding}")
+    return kernel, stride, padding
+
+
+def maxpool2d_forward(x, kernel, stride, padding, *, array_types) -> tuple[Pair, Pair, Pair]:
+    """x (N, C, H, W). Returns (kernel, stride, padding) as pairs; stride None means kernel."""
+    check_array("x", x, 4, array_types)
+    check_float_dtypes(x=x)
+    kernel, stride, padding = _pool_params(kernel, stride, padding)
+    _check_window_fits("kernel", kernel, _shape(x)[2:], padding, stride)
+    return kernel, stride, padding
+
+
+def maxpool2d_backward(
+    dy, argmax, x_shape, kernel, stride, padding, *, array_types
+) -> tuple[tuple[int, int, int, int], Pair, Pair, Pair]:
+    """dy (N, C, P, Q); argmax (N, C, P, Q) integer, flat index into each H*W input plane."""
+    check_array("dy", dy, 4, array_types)
+    check_float_dtypes(dy=dy)
+    check_array("argmax", argmax, 4, array_types)
+    if not np.issubdtype(argmax.dtype, np.integer):
+        raise ValueError(f"argmax: expected an integer array, got dtype {argmax.dtype}")
+    if len(x_shape) != 4 or not all(isinstance(d, (int, np.integer)) for d in x_shape):
+        raise ValueError(f"x_shape: expected 4 ints (N, C, H, W), got {x_shape!r}")
+    x_shape = tuple(int(d) for d in x_shape)
+    kernel, stride, padding = _pool_params(kernel, stride, padding)
+    N, C, H, W = x_shape
+    _check_window_fits("kernel", kernel, (H, W), padding, stride)
+    P, Q = pool2d_output_size(H, W, kernel[0], kernel[1], stride, padding)
+    check_shape("dy", dy, (N, C, P, Q), f"the pooled shape of x_shape {x_shape}")
+    check_shape("argmax", argmax, (N, C, P, Q), "same as dy")
+    return x_shape, kernel, stride, padding  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear
+# ----------------------------------------------------------------------------------------------
+
+
+def linear_forward(x, w, b, *, array_types) -> None:
+    """x (N, in), w (out, in), b (out,) or None."""
+    check_array("x", x, 2, array_types)
+    check_array("w", w, 2, array_types)
+    if b is not None:
+        check_array("b", b, 1, array_types)
+    check_float_dtypes(x=x, w=w, b=b)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(
+            f"w: expects {w.shape[1]} input features but x {_shape(x)} has {x.shape[1]}"
+        )
+    if b is not None:
+        check_shape("b", b, (w.shape[0],), f"one bias per output of w {_shape(w)}")
+
+
+def linear_backward(dy, x, w, *, array_types) -> None:
+    """dy (N, out)."""
+    linear_forward(x, w, None, array_types=array_types)
+    check_array("dy", dy, 2, array_types)
+    check_float_dtypes(dy=dy, x=x)
+    check_shape("dy", dy, (x.shape[0], w.shape[0]), f"x {_shape(x)} times w.T {_shape(w)[::-1]}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Recurrent cells
+# ----------------------------------------------------------------------------------------------
+
+
+class LSTMCache(NamedTuple):
+    """What lstm_cell_forward keeps for the backward pass. B = batch, I = input, H = hidden.
+
+    gates holds the activated gates stacked like PyTorch's weights: i, f, g, o -> (B, 4H),
+    with i, f, o = sigmoid(.) and g = tanh(.). tanh_c_new = tanh(c_new), (B, H).
+    """
+
+    x: Any  # (B, I)
+    h: Any  # (B, H)
+    c: Any  # (B, H)
+    w_ih: Any  # (4H, I)
+    w_hh: Any  # (4H, H)
+    gates: Any  # (B, 4H)
+    tanh_c_new: Any  # (B, H)
+
+
+class GRUCache(NamedTuple):
+    """What gru_cell_forward keeps for the backward pass.
+
+    gates holds r, z, n stacked -> (B, 3H), activated (sigmoid, sigmoid, tanh).
+    hn = W_hn h + b_hn, (B, H): the hidden part of the candidate, before r multiplies it
+    (the backward of r needs it).
+    """
+
+    x: Any  # (B, I)
+    h: Any  # (B, H)
+    w_ih: Any  # (3H, I)
+    w_hh: Any  # (3H, H)
+    gates: Any  # (B, 3H)
+    hn: Any  # (B, H)
+
+
+def _cell(x, h, w_ih, w_hh, b_ih, b_hh, n_gates: int, array_types) -> tuple[int, int, int]:
+    """Shared shape rules of the three cells; returns (B, I, H). Biases may be None (backward)."""
+    check_array("x", x, 2, array_types)
+    check_array("h", h, 2, array_types)
+    check_array("w_ih", w_ih, 2, array_types)
+    check_array("w_hh", w_hh, 2, array_types)
+    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is not None:
+            check_array(name, bias, 1, array_types)
+    check_float_dtypes(x=x, h=h, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    B, I = _shape(x)
+    Hh = h.shape[1]
+    gates = f"{n_gates} gate(s) x hidden {Hh}"
+    check_shape("h", h, (B, Hh), f"batch of x {_shape(x)}")
+    check_shape("w_ih", w_ih, (n_gates * Hh, I), f"{gates}, input {I}")
+    check_shape("w_hh", w_hh, (n_gates * Hh, Hh), f"{gates}, hidden {Hh}")
+    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is not None:
+            check_shape(name, bias, (n_gates * Hh,), gates)
+    return B, I, Hh
+
+
+def rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
+    _cell(x, h, w_ih, w_hh, b_ih, b_hh, 1, array_types)
+
+
+def rnn_tanh_cell_backward(dh_new, x, h, w_ih, w_hh, h_new, *, array_types) -> None:
+    _cell(x, h, w_ih, w_hh, None, None, 1, array_types)
+    for name, a in (("dh_new", dh_new), ("h_new", h_new)):
+        check_array(name, a, 2, array_types)
+        check_shape(name, a, _shape(h), "same as h")
+    check_float_dtypes(x=x, dh_new=dh_new, h_new=h_new)
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
+    _cell(x, h, w_ih, w_hh, b_ih, b_hh, 4, array_types)
+    check_array("c", c, 2, array_types)
+    check_shape("c", c, _shape(h), "same as h")
+    check_float_dtypes(x=x, c=c)
+
+
+def lstm_cell_backward(dh_new, dc_new, cache, *, array_types) -> None:
+    if not isinstance(cache, LSTMCache):
+        raise ValueError(
+            "cache: expected the LSTMCache that lstm_cell_forward returned, "
+            f"got {type(cache).__name__}"
+        )
+    for name, a in (("dh_new", dh_new), ("dc_new", dc_new)):
+        check_array(name, a, 2, array_types)
+        check_shape(name, a, _shape(cache.h), "same as h of the forward pass")
+    check_float_dtypes(dh_new=dh_new, dc_new=dc_new, x=cache.x)
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
+    _cell(x, h, w_ih, w_hh, b_ih, b_hh, 3, array_types)
+
+
+def gru_cell_backward(dh_new, cache, *, array_types) -> None:
+    if not isinstance(cache, GRUCache):
+        raise ValueError(
+            "cache: expected the GRUCache that gru_cell_forward returned, "
+            f"got {type(cache).__name__}"
+        )
+    check_array("dh_new", dh_new, 2, array_types)
+    check_shape("dh_new", dh_new, _shape(cache.h), "same as h of the forward pass")
+    check_float_dtypes(dh_new=dh_new, x=cache.x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Softmax family
+# ----------------------------------------------------------------------------------------------
+
+
+def softmax(x, axis, *, array_types) -> int:
+    """x of any rank >= 1; returns axis normalised to a non-negative int."""
+    if not isinstance(x, array_types):
+        check_array("x", x, 1, array_types)  # raises the wrong-type message
+    if x.ndim == 0:
+        raise ValueError("x: expected an array of rank >= 1, got a 0-d array")
+    check_float_dtypes(x=x)
+    if 0 in _shape(x):
+        raise ValueError(f"x: has an empty dimension, shape {_shape(x)}")
+    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis: {axis!r} is out of range for x of shape {_shape(x)}")
+    return int(axis) % x.ndim
+
+
+log_softmax = softmax
+
+
+def softmax_cross_entropy(logits, targets, ignore_index, *, array_types) -> None:
+    """logits (N, V) float; targets (N,) integer class ids in [0, V) or == ignore_index."""
+    check_array("logits", logits, 2, array_types)
+    check_float_dtypes(logits=logits)
+    check_array("targets", targets, 1, array_types)
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"targets: expected an integer array, got dtype {targets.dtype}")
+    N, V = _shape(logits)
+    if V == 0 or N == 0:
+        raise ValueError(f"logits: has an empty dimension, shape {(N, V)}")
+    check_shape("targets", targets, (N,), f"one class id per row of logits {(N, V)}")
+    if not isinstance(ignore_index, (int, np.integer)):
+        raise ValueError(f"ignore_index: expected an int, got {ignore_index!r}")
+    kept = targets[targets != ignore_index]
+    if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= V):
+        bad = int(kept.min()) if int(kept.min()) < 0 else int(kept.max())
+        raise ValueError(f"targets: class id {bad} is outside [0, {V}) and is not ignore_index")

@@ -1,0 +1,66 @@
+"""2-D max-pooling, NumPy reference.
+
+Shapes:  x (N, C, H, W)   y, argmax (N, C, P, Q)   kernel (kh, kw), stride (sh, sw),
+         padding (ph, pw) with ph <= kh // 2 and pw <= kw // 2 (padding counts as -infinity).
+         P = (H + 2ph - kh) // sh + 1,   Q = (W + 2pw - kw) // sw + 1.
+
+Forward:
+    y[n, c, p, q]      = max_{r < kh, s < kw} x[n, c, p*sh + r - ph, q*sw + s - pw]
+    argmax[n, c, p, q] = i*W + j, the flat index into the (H, W) plane of that maximum
+                         (the first one in row-major window order on ties; PyTorch's
+                         convention, so its `return_indices` output compares directly).
+
+Backward: the maximum is the only input that moved the output, so the whole gradient goes there
+    dx[n, c, argmax[n, c, p, q] // W, argmax[n, c, p, q] % W] += dy[n, c, p, q]
+(`+=`: with stride < kernel one pixel can be the maximum of several windows.)
+
+Versions:
+    window  the only one: loop over the kh*kw offsets of the window, and for each offset compare
+            a whole (N, C, P, Q) grid at once against the running maximum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels._check import Pair, pool2d_output_size
+
+
+def maxpool2d_forward_window(x, kernel: Pair, stride: Pair, padding: Pair):
+    N, C, H, W = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    ph, pw = padding
+    P, Q = pool2d_output_size(H, W, kh, kw, stride, padding)
+    best = np.full((N, C, P, Q), -np.inf, dtype=x.dtype)
+    argmax = np.full((N, C, P, Q), -1, dtype=np.int64)
+    for r in range(kh):
+        i = np.arange(P) * sh + r - ph  # input row that offset r of each window reads
+        for s in range(kw):
+            j = np.arange(Q) * sw + s - pw
+            inside = (0 <= i[:, None]) & (i[:, None] < H) & (0 <= j) & (j < W)  # (P, Q)
+            values = x[:, :, i.clip(0, H - 1)[:, None], j.clip(0, W - 1)]  # (N, C, P, Q)
+            # Strictly greater keeps the first maximum; NaN propagates as in PyTorch;
+            # argmax < 0 takes the first real element even if it is -inf.
+            take = inside & ((values > best) | (argmax < 0) | np.isnan(values))
+            best = np.where(take, values, best)
+            argmax = np.where(take, i[:, None] * W + j, argmax)
+    return best, argmax
+
+
+def maxpool2d_backward_window(dy, argmax, x_shape, kernel: Pair, stride: Pair, padding: Pair):
+    N, C, H, W = x_shape
+    dx = np.zeros((N * C, H * W), dtype=dy.dtype)
+    planes = np.arange(N * C)[:, None]
+    # np.add.at accumulates repeated indices (a plain fancy-index += would drop all but one).
+    np.add.at(dx, (planes, argmax.reshape(N * C, -1)), dy.reshape(N * C, -1))
+    return dx.reshape(x_shape)
+
+
+VERSIONS = {
+    "window": {
+        "maxpool2d_forward": maxpool2d_forward_window,
+        "maxpool2d_backward": maxpool2d_backward_window,
+    },
+}
+DEFAULT_VERSION = "window"

@@ -33,7 +33,13 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "gru_cell_forward",
         "gru_cell_backward",
     ),
-    "softmax": ("softmax", "log_softmax", "softmax_cross_entropy"),
+    "softmax": (
+        "softmax",
+        "softmax_backward",
+        "log_softmax",
+        "log_softmax_backward",
+        "softmax_cross_entropy",
+    ),
 }
 
 Array = Any  # numpy.ndarray on the CPU backends, a device array on the GPU ones
@@ -99,9 +105,7 @@ class Backend:
 
     # -- max-pooling ---------------------------------------------------------------------------
 
-    def maxpool2d_forward(
-        self, x: Array, kernel=2, stride=None, padding=0
-    ) -> tuple[Array, Array]:
+    def maxpool2d_forward(self, x: Array, kernel=2, stride=None, padding=0) -> tuple[Array, Array]:
         """y[n,c,p,q] = max over the window; argmax = flat index (into H*W) of that maximum.
 
         x (N, C, H, W) -> y (N, C, P, Q), argmax (N, C, P, Q) int64. stride None = kernel.
@@ -171,10 +175,20 @@ class Backend:
         axis = _check.softmax(x, axis, array_types=self.array_types)
         return self._impl["softmax"](x, axis)
 
+    def softmax_backward(self, dy: Array, y: Array, axis: int = -1) -> Array:
+        """dx = y * (dy - sum(dy * y, axis)), with y = softmax(x) (Jacobian-vector product)."""
+        axis = _check.softmax_backward(dy, y, axis, array_types=self.array_types)
+        return self._impl["softmax_backward"](dy, y, axis)
+
     def log_softmax(self, x: Array, axis: int = -1) -> Array:
         """log_softmax(x)_i = x_i - max x - log sum_j exp(x_j - max x), along `axis`."""
         axis = _check.log_softmax(x, axis, array_types=self.array_types)
         return self._impl["log_softmax"](x, axis)
+
+    def log_softmax_backward(self, dy: Array, y: Array, axis: int = -1) -> Array:
+        """dx = dy - exp(y) * sum(dy, axis), with y = log_softmax(x)."""
+        axis = _check.log_softmax_backward(dy, y, axis, array_types=self.array_types)
+        return self._impl["log_softmax_backward"](dy, y, axis)
 
     def softmax_cross_entropy(
         self, logits: Array, targets: Array, ignore_index: int = -100

@@ -96,8 +96,8 @@ def as_pair(name: str, value: Any, minimum: int) -> Pair:
 def conv2d_output_size(H: int, W: int, R: int, S: int, stride: Pair, padding: Pair) -> Pair:
     """Output height and width of a convolution (also of pooling, with R, S the window).
 
-        P = floor((H + 2 * pad_h - R) / stride_h) + 1
-        Q = floor((W + 2 * pad_w - S) / stride_w) + 1
+    P = floor((H + 2 * pad_h - R) / stride_h) + 1
+    Q = floor((W + 2 * pad_w - S) / stride_w) + 1
     """
     P = (H + 2 * padding[0] - R) // stride[0] + 1
     Q = (W + 2 * padding[1] - S) // stride[1] + 1
@@ -312,7 +312,7 @@ def lstm_cell_backward(dh_new, dc_new, cache, *, array_types) -> None:
     for name, a in (("dh_new", dh_new), ("dc_new", dc_new)):
         check_array(name, a, 2, array_types)
         check_shape(name, a, _shape(cache.h), "same as h of the forward pass")
-    check_float_dtypes(dh_new=dh_new, dc_new=dc_new, x=cache.x)
+    check_float_dtypes(**{"cache.x": cache.x, "dh_new": dh_new, "dc_new": dc_new})
 
 
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
@@ -327,7 +327,7 @@ def gru_cell_backward(dh_new, cache, *, array_types) -> None:
         )
     check_array("dh_new", dh_new, 2, array_types)
     check_shape("dh_new", dh_new, _shape(cache.h), "same as h of the forward pass")
-    check_float_dtypes(dh_new=dh_new, x=cache.x)
+    check_float_dtypes(**{"cache.x": cache.x, "dh_new": dh_new})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,21 +335,34 @@ def gru_cell_backward(dh_new, cache, *, array_types) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def softmax(x, axis, *, array_types) -> int:
+def softmax(x, axis, *, array_types, name: str = "x") -> int:
     """x of any rank >= 1; returns axis normalised to a non-negative int."""
     if not isinstance(x, array_types):
-        check_array("x", x, 1, array_types)  # raises the wrong-type message
+        check_array(name, x, 1, array_types)  # raises the wrong-type message
     if x.ndim == 0:
-        raise ValueError("x: expected an array of rank >= 1, got a 0-d array")
-    check_float_dtypes(x=x)
+        raise ValueError(f"{name}: expected an array of rank >= 1, got a 0-d array")
+    check_float_dtypes(**{name: x})
     if 0 in _shape(x):
-        raise ValueError(f"x: has an empty dimension, shape {_shape(x)}")
+        raise ValueError(f"{name}: has an empty dimension, shape {_shape(x)}")
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis: {axis!r} is out of range for x of shape {_shape(x)}")
+        raise ValueError(f"axis: {axis!r} is out of range for {name} of shape {_shape(x)}")
     return int(axis) % x.ndim
 
 
 log_softmax = softmax
+
+
+def softmax_backward(dy, y, axis, *, array_types) -> int:
+    """dy and y (the forward's output) of one shape; returns axis normalised."""
+    axis = softmax(y, axis, array_types=array_types, name="y")
+    if not isinstance(dy, array_types):
+        check_array("dy", dy, y.ndim, array_types)
+    check_shape("dy", dy, _shape(y), "same as y, the forward's output")
+    check_float_dtypes(y=y, dy=dy)
+    return axis
+
+
+log_softmax_backward = softmax_backward
 
 
 def softmax_cross_entropy(logits, targets, ignore_index, *, array_types) -> None:

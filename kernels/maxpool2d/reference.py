@@ -38,7 +38,7 @@ def maxpool2d_forward_window(x, kernel: Pair, stride: Pair, padding: Pair):
         i = np.arange(P) * sh + r - ph  # input row that offset r of each window reads
         for s in range(kw):
             j = np.arange(Q) * sw + s - pw
-            inside = (0 <= i[:, None]) & (i[:, None] < H) & (0 <= j) & (j < W)  # (P, Q)
+            inside = (i[:, None] >= 0) & (i[:, None] < H) & (j >= 0) & (j < W)  # (P, Q)
             values = x[:, :, i.clip(0, H - 1)[:, None], j.clip(0, W - 1)]  # (N, C, P, Q)
             # Strictly greater keeps the first maximum; NaN propagates as in PyTorch;
             # argmax < 0 takes the first real element even if it is -inf.

@@ -1,8 +1,12 @@
-"""Softmax, log-softmax and the fused softmax + cross-entropy (the softmax decoder), NumPy reference.
+"""Softmax, log-softmax and fused softmax + cross-entropy (the softmax decoder), NumPy reference.
 
 Softmax along an axis, shifted by the maximum so that exp never overflows (the shift cancels):
     m = max_j x_j,   softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m)
     log_softmax(x)_i = (x_i - m) - log sum_j exp(x_j - m)
+
+Their backwards take the forward's output y (cheaper than recomputing it from x):
+    softmax:      dx = y * (dy - sum_j dy_j y_j)       (the Jacobian diag(y) - y y^T times dy)
+    log_softmax:  dx = dy - exp(y) * sum_j dy_j
 
 Cross-entropy of logits (N, V) against integer targets (N,), averaged over the M rows whose
 target is not ignore_index (padding in a batch of sentences):
@@ -32,6 +36,14 @@ def log_softmax_stable(x: np.ndarray, axis: int) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
+def softmax_backward_stable(dy: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_backward_stable(dy: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    return dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)
+
+
 def softmax_cross_entropy_stable(logits: np.ndarray, targets: np.ndarray, ignore_index: int):
     N, V = logits.shape
     log_p = log_softmax_stable(logits, axis=1)
@@ -52,7 +64,9 @@ def softmax_cross_entropy_stable(logits: np.ndarray, targets: np.ndarray, ignore
 VERSIONS = {
     "stable": {
         "softmax": softmax_stable,
+        "softmax_backward": softmax_backward_stable,
         "log_softmax": log_softmax_stable,
+        "log_softmax_backward": log_softmax_backward_stable,
         "softmax_cross_entropy": softmax_cross_entropy_stable,
     },
 }

@@ -1,0 +1,45 @@
+"""The command line: exit codes and what it prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from minirad import __version__
+from minirad.cli import main
+
+
+def test_bare_command_prints_version_and_backends(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert f"minirad {__version__}" in out
+    assert "numpy" in out
+
+
+def test_doctor_reports_versions_blas_and_every_backend(capsys):
+    import kernels
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for label in ("Python", "numpy", "numba", "cupy", "BLAS", "CUDA simulator"):
+        assert label in out, f"doctor does not report {label}"
+    for name in kernels.BACKENDS:
+        assert f"backend {name}" in out
+
+
+def test_unknown_command_exits_non_zero_without_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "minirad.cli", "frobnicate"], capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([flag])
+    assert exit_info.value.code == 0

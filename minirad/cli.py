@@ -2,6 +2,7 @@
 
     minirad            the version and the kernel backends that run here
     minirad doctor     versions, BLAS, GPU/simulator facts, and why each backend can or cannot run
+    minirad bench      time every kernel against PyTorch (benchmarks/bench_kernels.py)
 
 Every command exits 0 on success and 1 with a one-line message on bad input; no traceback.
 """
@@ -30,6 +31,24 @@ def _doctor(_: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(bench_args: list[str]) -> int:
+    """Run benchmarks/bench_kernels.py of this source checkout with `bench_args`.
+
+    A subprocess, not an import: the benchmark starts one process per contender, and those
+    processes must be able to import the script as a module of its own.
+    """
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_kernels.py"
+    if not script.is_file():
+        raise OSError(
+            f"{script}: not found; `minirad bench` needs a source checkout of minirad "
+            "(pip install -e .), because the benchmarks are not part of the installed package"
+        )
+    return subprocess.run([sys.executable, str(script), *bench_args]).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minirad", description="Deep learning from the inside: kernels to reports."
@@ -39,12 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
     doctor = commands.add_parser("doctor", help="what this machine offers and why not")
     doctor.set_defaults(run=_doctor)
+    # Listed for --help; its options belong to the benchmark script (see main).
+    commands.add_parser("bench", help="time every kernel against PyTorch (minirad bench --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["bench"]:  # every later option is the benchmark's own
+            return _bench(argv[1:])
+        args = build_parser().parse_args(argv)
         return int(args.run(args))
     except (ValueError, OSError) as error:
         print(f"minirad: error: {error}", file=sys.stderr)

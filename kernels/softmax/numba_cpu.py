@@ -200,8 +200,9 @@ def _cross_entropy(kernel, logits, targets, ignore_index):
     logits = np.ascontiguousarray(logits)
     dlogits = np.empty_like(logits)
     row_loss = np.empty(logits.shape[0], dtype=np.float64)
-    kept = kernel(logits, np.ascontiguousarray(targets, dtype=np.int64), ignore_index, dlogits,
-                  row_loss)
+    kept = kernel(
+        logits, np.ascontiguousarray(targets, dtype=np.int64), ignore_index, dlogits, row_loss
+    )
     loss = row_loss.sum() / kept if kept else 0.0
     return np.asarray(loss, dtype=logits.dtype), dlogits
 
@@ -209,7 +210,9 @@ def _cross_entropy(kernel, logits, targets, ignore_index):
 def _version(rows, backward_rows, cross_entropy):
     return {
         "softmax": lambda x, axis: _softmax(rows, x, axis, False),
-        "softmax_backward": lambda dy, y, axis: _softmax_backward(backward_rows, dy, y, axis, False),
+        "softmax_backward": lambda dy, y, axis: _softmax_backward(
+            backward_rows, dy, y, axis, False
+        ),
         "log_softmax": lambda x, axis: _softmax(rows, x, axis, True),
         "log_softmax_backward": lambda dy, y, axis: _softmax_backward(
             backward_rows, dy, y, axis, True

@@ -22,8 +22,10 @@ why when a backend cannot run here.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +42,15 @@ class BackendSpec:
     array_types: Callable[[], tuple[type, ...]]
     # Returns None when the backend can run here, else a one-line reason.
     unavailable_reason: Callable[[], str | None]
+    # For the CUDA C host files: the runtime passed to their make_versions(runtime).
+    runtime: Callable[[], Any] | None = None
+
+    def version_table(self, family: str) -> tuple[dict, str]:
+        """(VERSIONS, DEFAULT_VERSION) of this backend's file in op folder `family`."""
+        module = importlib.import_module(f"kernels.{family}.{self.file}")
+        if self.runtime is not None:
+            return module.make_versions(self.runtime()), module.DEFAULT_VERSION
+        return module.VERSIONS, module.DEFAULT_VERSION
 
 
 def _numpy_arrays() -> tuple[type, ...]:
@@ -50,15 +61,80 @@ def _always() -> str | None:
     return None
 
 
+def _numba_missing() -> str | None:
+    try:
+        import numba  # noqa: F401
+    except ImportError as error:
+        return f"numba cannot be imported ({error}); pip install numba"
+    return None
+
+
+def _cuda_arrays() -> tuple[type, ...]:
+    from kernels.runtime import numba_cuda
+
+    return numba_cuda.array_types()
+
+
+def _cuda_missing() -> str | None:
+    from kernels.runtime import numba_cuda
+
+    return numba_cuda.unavailable_reason()
+
+
+def _cupy_arrays() -> tuple[type, ...]:
+    import cupy
+
+    return (cupy.ndarray,)
+
+
+def _cupy_missing() -> str | None:
+    from kernels.runtime import cupy_module
+
+    return cupy_module.unavailable_reason()
+
+
+def _emulation_missing() -> str | None:
+    from kernels.runtime import cuda_c_runtimes
+
+    return cuda_c_runtimes.emulation_unavailable_reason()
+
+
+def _emulation_runtime():
+    from kernels.runtime import cuda_c_runtimes
+
+    return cuda_c_runtimes.emulation()
+
+
+def _cupy_runtime():
+    from kernels.runtime import cuda_c_runtimes
+
+    return cuda_c_runtimes.cupy_gpu()
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "numpy": BackendSpec("reference", _numpy_arrays, _always),
+    "numba": BackendSpec("numba_cpu", _numpy_arrays, _numba_missing),
+    "cuda": BackendSpec("numba_cuda", _cuda_arrays, _cuda_missing),
+    "cupy": BackendSpec("cuda_c", _cupy_arrays, _cupy_missing, _cupy_runtime),
+    "cuda_c_cpu": BackendSpec("cuda_c", _numpy_arrays, _emulation_missing, _emulation_runtime),
 }
+
+
+def _missing_files(spec: BackendSpec) -> list[str]:
+    return [
+        f"kernels/{family}/{spec.file}.py"
+        for family in FAMILIES
+        if importlib.util.find_spec(f"kernels.{family}.{spec.file}") is None
+    ]
 
 
 def why_unavailable(name: str) -> str | None:
     """None if backend `name` can run on this machine, else the reason it cannot."""
     if name not in BACKENDS:
         return f"unknown backend {name!r}; known: {sorted(BACKENDS)}"
+    missing = _missing_files(BACKENDS[name])
+    if missing:
+        return f"incomplete in this checkout: no {', '.join(missing)}"
     return BACKENDS[name].unavailable_reason()
 
 
@@ -76,7 +152,5 @@ def get(name: str = "numpy", **versions: str) -> Backend:
         if family not in FAMILIES:
             raise ValueError(f"{family}: not an op folder; choose from {sorted(FAMILIES)}")
     spec = BACKENDS[name]
-    modules = {
-        family: importlib.import_module(f"kernels.{family}.{spec.file}") for family in FAMILIES
-    }
-    return Backend(name, modules, spec.array_types(), versions)
+    tables = {family: spec.version_table(family) for family in FAMILIES}
+    return Backend(name, tables, spec.array_types(), versions)

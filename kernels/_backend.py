@@ -7,6 +7,8 @@ declares the versions it holds and which one is the default::
                 "im2col": {"conv2d_forward": ..., "conv2d_backward": ...}}
     DEFAULT_VERSION = "im2col"
 
+(The CUDA C host files, shared by two runtimes, build that table with ``make_versions(runtime)``.)
+
 The methods below are the only door into a backend's arithmetic. Each one runs the contract
 check from `kernels._check` (validation and normalisation of int-or-pair arguments), then calls
 the chosen version with pairs for ``stride``/``padding``/``kernel``. So the shape rules exist once,
@@ -57,26 +59,26 @@ class Backend:
     def __init__(
         self,
         name: str,
-        modules: dict[str, Any],
+        tables: dict[str, tuple[dict[str, dict[str, Callable[..., Any]]], str]],
         array_types: tuple[type, ...],
         chosen: dict[str, str],
     ) -> None:
+        """tables: op folder -> (its VERSIONS table, its DEFAULT_VERSION)."""
         self.name = name
         self.array_types = array_types
-        self.versions = {family: tuple(mod.VERSIONS) for family, mod in modules.items()}
+        self.versions = {family: tuple(versions) for family, (versions, _) in tables.items()}
         self.version: dict[str, str] = {}
         self._impl: dict[str, Callable[..., Any]] = {}
-        for family, module in modules.items():
-            version = chosen.get(family, module.DEFAULT_VERSION)
-            if version not in module.VERSIONS:
+        for family, (versions, default) in tables.items():
+            version = chosen.get(family, default)
+            if version not in versions:
                 raise ValueError(
                     f"{family}: backend {name!r} has no version {version!r}; "
-                    f"choose one of {sorted(module.VERSIONS)}"
+                    f"choose one of {sorted(versions)}"
                 )
             self.version[family] = version
-            functions = module.VERSIONS[version]
             for op in FAMILIES[family]:
-                self._impl[op] = functions[op]
+                self._impl[op] = versions[version][op]
 
     def __repr__(self) -> str:
         chosen = ", ".join(f"{family}={v}" for family, v in self.version.items())

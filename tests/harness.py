@@ -14,7 +14,6 @@ which op, backend, version, dtype and shape, the first index that is off, and bo
 from __future__ import annotations
 
 import functools
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +70,7 @@ def reference() -> kernels.Backend:
 
 
 def _default_version(backend: str, family: str) -> str:
-    module = importlib.import_module(f"kernels.{family}.{kernels.BACKENDS[backend].file}")
-    return module.DEFAULT_VERSION
+    return kernels.get(backend).version[family]
 
 
 def impls(family: str, *, include_reference: bool = False) -> list[Impl]:

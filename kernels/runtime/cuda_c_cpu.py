@@ -1,0 +1,168 @@
+"""Execute the CUDA C sources on the CPU: compile a .cu with g++ against cuda_emu.h, call it.
+
+    module = load("kernels/linear/linear.cu")
+    module.launch("matmul_tiled_f32", grid=(4, 2), block=(16, 16), args=(a, b, c, np.int32(M)))
+
+For every `extern "C" __global__ void name(params)` in the source, a launcher
+`emu_launch_name(gx, gy, gz, bx, by, bz, params)` is generated, the source and the launchers are
+compiled into a shared library with `g++ -std=c++20 -include cuda_emu.h`, and the library is
+called through ctypes. NumPy arrays are passed as pointers to their data (they must be
+C-contiguous: the kernels index them as flat buffers); NumPy scalars by value with their C type.
+
+Compiled libraries are cached by a hash of the source, the header and the compiler flags, in
+$MINIRAD_CACHE_DIR (default ~/.cache/minirad), written to a temporary name and renamed, so
+concurrent test processes never load a half-written file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HEADER = Path(__file__).with_name("cuda_emu.h")
+CXX_FLAGS = ("-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w")
+
+# C parameter type -> ctypes type. Pointers of any kind are passed as void*.
+SCALAR_TYPES = {
+    "int": ctypes.c_int,
+    "unsigned": ctypes.c_uint,
+    "unsigned int": ctypes.c_uint,
+    "long long": ctypes.c_longlong,
+    "float": ctypes.c_float,
+    "double": ctypes.c_double,
+}
+
+KERNEL_PATTERN = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
+
+
+@dataclass(frozen=True)
+class Param:
+    ctype: str  # the C type as written, without const/__restrict__
+    name: str
+    is_pointer: bool
+
+
+def parse_kernels(source: str) -> dict[str, list[Param]]:
+    """The extern "C" __global__ kernels of a .cu source and their parameters."""
+    kernels = {}
+    for name, params_text in KERNEL_PATTERN.findall(source):
+        params = []
+        for raw in params_text.split(","):
+            raw = " ".join(raw.replace("__restrict__", " ").replace("const", " ").split())
+            if not raw:
+                continue
+            is_pointer = "*" in raw
+            ctype, _, pname = raw.replace("*", " * ").rpartition(" ")
+            ctype = " ".join(ctype.replace("*", " ").split())
+            if not is_pointer and ctype not in SCALAR_TYPES:
+                raise ValueError(f"kernel {name}: unsupported parameter type {ctype!r}")
+            params.append(Param(ctype, pname, is_pointer))
+        kernels[name] = params
+    return kernels
+
+
+def launcher_source(cu_path: Path, kernels: dict[str, list[Param]]) -> str:
+    lines = [f'#include "{cu_path.resolve()}"', ""]
+    for name, params in kernels.items():
+        decl = ", ".join(
+            f"{p.ctype}* {p.name}" if p.is_pointer else f"{p.ctype} {p.name}" for p in params
+        )
+        call = ", ".join(p.name for p in params)
+        lines += [
+            f'extern "C" void emu_launch_{name}(unsigned gx, unsigned gy, unsigned gz, '
+            f"unsigned bx, unsigned by, unsigned bz{', ' + decl if decl else ''}) {{",
+            f"    emu::launch(dim3(gx, gy, gz), dim3(bx, by, bz), [=] {{ {name}({call}); }});",
+            "}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("MINIRAD_CACHE_DIR") or Path.home() / ".cache" / "minirad"
+    path = Path(root) / "cuda_c_cpu"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+class EmulatedModule:
+    """A compiled .cu: launch its kernels by name, like CuPy's RawModule.get_function."""
+
+    def __init__(self, cu_path: Path, library: ctypes.CDLL, kernels: dict[str, list[Param]]):
+        self.path = cu_path
+        self.kernels = kernels
+        self._library = library
+
+    def launch(self, name: str, grid, block, args) -> None:
+        if name not in self.kernels:
+            raise ValueError(f"{self.path.name}: no extern \"C\" __global__ kernel {name!r}")
+        params = self.kernels[name]
+        if len(args) != len(params):
+            raise ValueError(f"{name}: expects {len(params)} arguments, got {len(args)}")
+        grid3 = tuple(grid) + (1,) * (3 - len(tuple(grid)))
+        block3 = tuple(block) + (1,) * (3 - len(tuple(block)))
+        c_args = [ctypes.c_uint(int(v)) for v in (*grid3, *block3)]
+        for param, value in zip(params, args, strict=True):
+            c_args.append(_to_c(name, param, value))
+        getattr(self._library, f"emu_launch_{name}")(*c_args)
+
+
+def _to_c(kernel: str, param: Param, value):
+    if param.is_pointer:
+        if not isinstance(value, np.ndarray) or not value.flags.c_contiguous:
+            raise ValueError(f"{kernel}: argument {param.name} must be a C-contiguous ndarray")
+        return ctypes.c_void_p(value.ctypes.data)
+    return SCALAR_TYPES[param.ctype](value.item() if hasattr(value, "item") else value)
+
+
+_LOADED: dict[Path, EmulatedModule] = {}
+_LOCK = threading.Lock()
+
+
+def load(cu_path: str | Path) -> EmulatedModule:
+    """Compile (or fetch from the cache) and load one .cu file."""
+    cu_path = Path(cu_path).resolve()
+    with _LOCK:
+        if cu_path not in _LOADED:
+            _LOADED[cu_path] = _build(cu_path)
+        return _LOADED[cu_path]
+
+
+def _build(cu_path: Path) -> EmulatedModule:
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("g++ not found: the cuda_c_cpu backend compiles .cu files with it")
+    source = cu_path.read_text()
+    kernels = parse_kernels(source)
+    launchers = launcher_source(cu_path, kernels)
+    digest = hashlib.sha256(
+        "\0".join([source, HEADER.read_text(), launchers, cxx, *CXX_FLAGS]).encode()
+    ).hexdigest()[:20]
+    library = cache_dir() / f"{cu_path.stem}-{digest}.so"
+    if not library.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            wrapper = Path(tmp) / f"{cu_path.stem}_launch.cpp"
+            wrapper.write_text(launchers)
+            partial = Path(tmp) / "out.so"
+            command = [cxx, *CXX_FLAGS, "-include", str(HEADER), str(wrapper), "-o", str(partial)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"{cu_path.name}: g++ failed:\n{result.stderr[-4000:]}")
+            staged = library.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copy(partial, staged)
+            staged.replace(library)  # atomic: another process never sees half a library
+    return EmulatedModule(cu_path, ctypes.CDLL(str(library)), kernels)

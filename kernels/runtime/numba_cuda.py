@@ -1,0 +1,97 @@
+"""Plumbing of the `cuda` backend (Numba CUDA): GPU or simulator, arrays, launch geometry.
+
+On a machine without an NVIDIA driver the backend runs under Numba's CUDA simulator, which
+executes every CUDA thread as a Python thread (shared memory, syncthreads and atomics work; it
+is slow, so only tiny shapes are practical). The simulator must be switched on before
+numba.cuda is first imported; `cuda()` does that once, unless the user decided already by
+setting NUMBA_ENABLE_CUDASIM themselves. Note that `cuda.is_available()` is True under the
+simulator: `simulator_on()` is the test to use.
+
+Launch geometry is chosen here and nowhere else: kernels take their block shape from these
+constants (compile-time constants, since shared-memory arrays need a constant size), and the
+host code derives grids with `grid_1d` / `grid_2d`. Under the simulator the blocks are smaller,
+because every simulated thread is an OS thread.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+from types import ModuleType
+
+import numpy as np
+
+
+def _driver_present() -> bool:
+    return ctypes.util.find_library("cuda") is not None or os.path.exists("/dev/nvidia0")
+
+
+def cuda() -> ModuleType:
+    """numba.cuda, with the simulator switched on first where there is no GPU driver."""
+    if "numba.cuda" not in sys.modules and "NUMBA_ENABLE_CUDASIM" not in os.environ:
+        if not _driver_present():
+            os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+            import numba.core.config
+
+            numba.core.config.reload_config()
+    from numba import cuda as numba_cuda
+
+    return numba_cuda
+
+
+def simulator_on() -> bool:
+    import numba.core.config
+
+    return bool(numba.core.config.ENABLE_CUDASIM)
+
+
+def unavailable_reason() -> str | None:
+    try:
+        numba_cuda = cuda()
+    except Exception as error:
+        return f"numba.cuda cannot be imported ({type(error).__name__}: {error})"
+    if simulator_on():
+        return None
+    if not numba_cuda.is_available():
+        return "no CUDA GPU, and NUMBA_ENABLE_CUDASIM is set to 0"
+    if _xp() is np:
+        return "a GPU is present but cupy is not installed (pip install minirad[gpu])"
+    return None
+
+
+def _xp() -> ModuleType:
+    """The array module of this backend: NumPy under the simulator, CuPy on a GPU."""
+    if simulator_on():
+        return np
+    try:
+        import cupy
+    except ImportError:
+        return np
+    return cupy
+
+
+def array_types() -> tuple[type, ...]:
+    xp = _xp()
+    return (xp.ndarray,)
+
+
+def xp() -> ModuleType:
+    return _xp()
+
+
+# -- launch geometry: the one place it is chosen ---------------------------------------------
+
+SIMULATED = bool(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1") or not _driver_present()
+THREADS_1D = 32 if SIMULATED else 256  # threads per block of elementwise / row kernels
+TILE = 4 if SIMULATED else 16  # side of the square tiles of tiled kernels (TILE x TILE threads)
+
+
+def grid_1d(n: int, threads: int = THREADS_1D) -> tuple[int, int]:
+    """(blocks, threads) covering n items, one thread each."""
+    return max(1, (n + threads - 1) // threads), threads
+
+
+def grid_2d(rows: int, cols: int, tile: int = TILE) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(grid, block) covering a rows x cols output with tile x tile blocks; x runs along cols."""
+    return (max(1, (cols + tile - 1) // tile), max(1, (rows + tile - 1) // tile)), (tile, tile)

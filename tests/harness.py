@@ -54,8 +54,37 @@ class Impl:
         """(rtol, scale floor) for assert_close."""
         return RTOL[np.dtype(self.dtype)], SCALE_FLOOR[np.dtype(self.dtype)]
 
+    @property
+    def emulated(self) -> bool:
+        """True where the kernels run in an emulator (CUDA simulator, CUDA C on the CPU): slow,
+        so their tests draw fewer and smaller cases."""
+        return _emulated(self.backend)
+
+    def put(self, arrays):
+        """Move host arrays (None passes through) to where this backend computes."""
+        return _put(self.backend, arrays)
+
     def __str__(self) -> str:
         return f"{self.backend}-{self.version}-{np.dtype(self.dtype).name}"
+
+
+def _emulated(backend: str) -> bool:
+    if backend == "cuda_c_cpu":
+        return True
+    if backend == "cuda":
+        from kernels.runtime.numba_cuda import simulator_on
+
+        return simulator_on()
+    return False
+
+
+def _put(backend: str, arrays):
+    types = kernels.get(backend).array_types
+    if np.ndarray in types:
+        return arrays
+    import cupy
+
+    return [None if a is None else cupy.asarray(a) for a in arrays]
 
 
 @functools.cache
@@ -73,14 +102,19 @@ def _default_version(backend: str, family: str) -> str:
     return kernels.get(backend).version[family]
 
 
-def impls(family: str, *, include_reference: bool = False) -> list[Impl]:
+def impls(
+    family: str, *, include_reference: bool = False, emulated: bool | None = False
+) -> list[Impl]:
     """Every (backend, version, dtype) of `family` that runs here.
 
     The reference's own default version in float64 is the yardstick, so it is left out unless
-    `include_reference` (it would be compared with itself).
+    `include_reference` (it would be compared with itself). `emulated`: False (default) gives
+    the implementations that run natively, True those that run in an emulator, None both.
     """
     found = []
     for backend in kernels.available():
+        if emulated is not None and _emulated(backend) != emulated:
+            continue
         for version in kernels.get(backend).versions[family]:
             for dtype in DTYPES:
                 is_yardstick = (

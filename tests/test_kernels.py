@@ -1,17 +1,21 @@
 """Every implementation of every op agrees with the float64 reference.
 
-One property body per op folder, parametrized over `harness.impls(family)`: every backend that
+One property body per op (`check_<op>`), run over `harness.impls(family)`: every backend that
 runs here, every version it holds, float32 and float64. A new backend or version joins these
 tests by being registered, with no edit here. The inputs are built in the implementation's dtype
 and the reference sees the same values in float64, so a float32 kernel is held to float32
 rounding (1e-4 relative) and a float64 kernel to float64 rounding (1e-10).
+
+Each body runs twice: `test_<op>` over the natively running implementations, and
+`test_<op>_emulated` over those that run in an emulator (the Numba CUDA simulator, the CUDA C
+emulation), with fewer and smaller cases because emulated threads are slow.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 
 from harness import Impl, assert_all_close, assert_close, assert_dtype, impls, reference, to_numpy
 from shapes import (
@@ -24,6 +28,8 @@ from shapes import (
     pool_cases,
     softmax_cases,
 )
+
+EMULATED = settings(max_examples=6)
 
 
 def f64(arrays):
@@ -39,6 +45,22 @@ def host(arrays):
 # ----------------------------------------------------------------------------------------------
 
 
+def check_conv2d(impl: Impl, case: ConvCase) -> None:
+    x, w, b, dy = case.arrays(impl.dtype)
+    dx_, dw_, db_, ddy = impl.put([x, w, b, dy])
+    where = f"conv2d [{impl}] {case}"
+    ref = reference()
+    y = impl.ops.conv2d_forward(dx_, dw_, db_, case.stride, case.padding)
+    y_ref = ref.conv2d_forward(*f64([x, w, b]), case.stride, case.padding)
+    assert_dtype([y], impl.dtype, where)
+    assert_close(to_numpy(y), y_ref, impl.tol, f"{where} forward y")
+
+    grads = impl.ops.conv2d_backward(ddy, dx_, dw_, case.stride, case.padding)
+    grads_ref = ref.conv2d_backward(*f64([dy, x, w]), case.stride, case.padding)
+    assert_dtype(grads, impl.dtype, where)
+    assert_all_close(host(grads), grads_ref, ["dx", "dw", "db"], impl.tol, f"{where} backward")
+
+
 @pytest.mark.parametrize("impl", impls("conv2d"), ids=str)
 @given(case=conv_cases())
 @example(case=ConvCase(1, 1, 1, 1, 1, 1, 1, (1, 1), (0, 0), True, True, 0))  # 1x1 image
@@ -46,23 +68,39 @@ def host(arrays):
 @example(case=ConvCase(2, 2, 2, 7, 7, 2, 2, (3, 3), (0, 0), False, False, 2))  # stride > kernel
 @example(case=ConvCase(1, 1, 2, 3, 3, 3, 3, (2, 1), (1, 2), True, True, 3))  # padding
 def test_conv2d(impl: Impl, case: ConvCase):
-    x, w, b, dy = case.arrays(impl.dtype)
-    where = f"conv2d [{impl}] {case}"
-    ref = reference()
-    y = impl.ops.conv2d_forward(x, w, b, case.stride, case.padding)
-    y_ref = ref.conv2d_forward(*f64([x, w, b]), case.stride, case.padding)
-    assert_dtype([y], impl.dtype, where)
-    assert_close(to_numpy(y), y_ref, impl.tol, f"{where} forward y")
+    check_conv2d(impl, case)
 
-    grads = impl.ops.conv2d_backward(dy, x, w, case.stride, case.padding)
-    grads_ref = ref.conv2d_backward(*f64([dy, x, w]), case.stride, case.padding)
-    assert_dtype(grads, impl.dtype, where)
-    assert_all_close(host(grads), grads_ref, ["dx", "dw", "db"], impl.tol, f"{where} backward")
+
+@pytest.mark.parametrize("impl", impls("conv2d", emulated=True), ids=str)
+@EMULATED
+@given(case=conv_cases(max_size=6, max_channels=2))
+@example(case=ConvCase(1, 1, 1, 1, 1, 1, 1, (1, 1), (0, 0), True, True, 0))  # 1x1 image
+@example(case=ConvCase(1, 1, 2, 5, 4, 3, 2, (3, 2), (1, 1), True, False, 1))  # stride, padding
+def test_conv2d_emulated(impl: Impl, case: ConvCase):
+    check_conv2d(impl, case)
 
 
 # ----------------------------------------------------------------------------------------------
 # maxpool2d
 # ----------------------------------------------------------------------------------------------
+
+
+def check_maxpool2d(impl: Impl, case: PoolCase) -> None:
+    x, dy = case.arrays(impl.dtype)
+    dx_, ddy = impl.put([x, dy])
+    where = f"maxpool2d [{impl}] {case}"
+    ref = reference()
+    hyper = dict(kernel=case.kernel, stride=case.stride, padding=case.padding)
+    y, argmax = impl.ops.maxpool2d_forward(dx_, **hyper)
+    y_ref, argmax_ref = ref.maxpool2d_forward(np.asarray(x, np.float64), **hyper)
+    assert_dtype([y], impl.dtype, where)
+    assert_close(to_numpy(y), y_ref, impl.tol, f"{where} forward y")
+    np.testing.assert_array_equal(to_numpy(argmax), argmax_ref, err_msg=f"{where} argmax")
+
+    dx = impl.ops.maxpool2d_backward(ddy, argmax, x.shape, **hyper)
+    dx_ref = ref.maxpool2d_backward(np.asarray(dy, np.float64), argmax_ref, x.shape, **hyper)
+    assert_dtype([dx], impl.dtype, where)
+    assert_close(to_numpy(dx), dx_ref, impl.tol, f"{where} backward dx")
 
 
 @pytest.mark.parametrize("impl", impls("maxpool2d"), ids=str)
@@ -72,20 +110,15 @@ def test_conv2d(impl: Impl, case: ConvCase):
 @example(case=PoolCase(1, 2, 8, 8, (2, 2), (3, 3), (0, 0), False, 2))  # stride > kernel
 @example(case=PoolCase(1, 1, 5, 5, (3, 3), (1, 1), (1, 1), True, 3))  # overlap + padding
 def test_maxpool2d(impl: Impl, case: PoolCase):
-    x, dy = case.arrays(impl.dtype)
-    where = f"maxpool2d [{impl}] {case}"
-    ref = reference()
-    hyper = dict(kernel=case.kernel, stride=case.stride, padding=case.padding)
-    y, argmax = impl.ops.maxpool2d_forward(x, **hyper)
-    y_ref, argmax_ref = ref.maxpool2d_forward(np.asarray(x, np.float64), **hyper)
-    assert_dtype([y], impl.dtype, where)
-    assert_close(to_numpy(y), y_ref, impl.tol, f"{where} forward y")
-    np.testing.assert_array_equal(to_numpy(argmax), argmax_ref, err_msg=f"{where} argmax")
+    check_maxpool2d(impl, case)
 
-    dx = impl.ops.maxpool2d_backward(dy, argmax, x.shape, **hyper)
-    dx_ref = ref.maxpool2d_backward(np.asarray(dy, np.float64), argmax_ref, x.shape, **hyper)
-    assert_dtype([dx], impl.dtype, where)
-    assert_close(to_numpy(dx), dx_ref, impl.tol, f"{where} backward dx")
+
+@pytest.mark.parametrize("impl", impls("maxpool2d", emulated=True), ids=str)
+@EMULATED
+@given(case=pool_cases(max_size=6))
+@example(case=PoolCase(1, 1, 5, 5, (3, 3), (1, 1), (1, 1), True, 3))  # overlap + padding
+def test_maxpool2d_emulated(impl: Impl, case: PoolCase):
+    check_maxpool2d(impl, case)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,19 +126,31 @@ def test_maxpool2d(impl: Impl, case: PoolCase):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("impl", impls("linear"), ids=str)
-@given(case=linear_cases())
-def test_linear(impl: Impl, case):
+def check_linear(impl: Impl, case) -> None:
     x, w, b, dy = case.arrays(impl.dtype)
+    dx_, dw_, db_, ddy = impl.put([x, w, b, dy])
     where = f"linear [{impl}] {case}"
     ref = reference()
-    y = impl.ops.linear_forward(x, w, b)
+    y = impl.ops.linear_forward(dx_, dw_, db_)
     assert_dtype([y], impl.dtype, where)
     assert_close(to_numpy(y), ref.linear_forward(*f64([x, w, b])), impl.tol, f"{where} y")
-    grads = impl.ops.linear_backward(dy, x, w)
+    grads = impl.ops.linear_backward(ddy, dx_, dw_)
     assert_dtype(grads, impl.dtype, where)
     grads_ref = ref.linear_backward(*f64([dy, x, w]))
     assert_all_close(host(grads), grads_ref, ["dx", "dw", "db"], impl.tol, f"{where} backward")
+
+
+@pytest.mark.parametrize("impl", impls("linear"), ids=str)
+@given(case=linear_cases())
+def test_linear(impl: Impl, case):
+    check_linear(impl, case)
+
+
+@pytest.mark.parametrize("impl", impls("linear", emulated=True), ids=str)
+@EMULATED
+@given(case=linear_cases())
+def test_linear_emulated(impl: Impl, case):
+    check_linear(impl, case)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,34 +167,29 @@ HIDDEN_1 = CellCase(B=1, I=1, H=1, scale=1.0, contiguous=True, seed=0)
 SATURATED = CellCase(B=3, I=4, H=2, scale=5.0, contiguous=False, seed=1)
 
 
-@pytest.mark.parametrize("impl", impls("rnn"), ids=str)
-@given(case=cell_cases())
-@example(case=HIDDEN_1)
-@example(case=SATURATED)
-def test_rnn_tanh_cell(impl: Impl, case: CellCase):
+def check_rnn_tanh_cell(impl: Impl, case: CellCase) -> None:
     x, h, _, w_ih, w_hh, b_ih, b_hh, dh_new, _ = case.arrays(1, impl.dtype)
+    inputs = impl.put([x, h, w_ih, w_hh, b_ih, b_hh])
     where = f"rnn_tanh_cell [{impl}] {case}"
     ref = reference()
-    h_new = impl.ops.rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+    h_new = impl.ops.rnn_tanh_cell_forward(*inputs)
     h_new_ref = ref.rnn_tanh_cell_forward(*f64([x, h, w_ih, w_hh, b_ih, b_hh]))
     assert_dtype([h_new], impl.dtype, where)
     assert_close(to_numpy(h_new), h_new_ref, impl.tol, f"{where} h_new")
 
-    grads = impl.ops.rnn_tanh_cell_backward(dh_new, x, h, w_ih, w_hh, h_new)
+    (d_dh_new,) = impl.put([dh_new])
+    grads = impl.ops.rnn_tanh_cell_backward(d_dh_new, *inputs[:4], h_new)
     grads_ref = ref.rnn_tanh_cell_backward(*f64([dh_new, x, h, w_ih, w_hh]), h_new_ref)
     assert_dtype(grads, impl.dtype, where)
     assert_all_close(host(grads), grads_ref, CELL_GRADS["rnn_tanh"], impl.tol, where)
 
 
-@pytest.mark.parametrize("impl", impls("rnn"), ids=str)
-@given(case=cell_cases())
-@example(case=HIDDEN_1)
-@example(case=SATURATED)
-def test_lstm_cell(impl: Impl, case: CellCase):
+def check_lstm_cell(impl: Impl, case: CellCase) -> None:
     x, h, c, w_ih, w_hh, b_ih, b_hh, dh_new, dc_new = case.arrays(4, impl.dtype)
+    inputs = impl.put([x, h, c, w_ih, w_hh, b_ih, b_hh])
     where = f"lstm_cell [{impl}] {case}"
     ref = reference()
-    h_new, c_new, cache = impl.ops.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    h_new, c_new, cache = impl.ops.lstm_cell_forward(*inputs)
     h_ref, c_ref, cache_ref = ref.lstm_cell_forward(*f64([x, h, c, w_ih, w_hh, b_ih, b_hh]))
     assert_dtype([h_new, c_new, cache.gates], impl.dtype, where)
     assert_all_close(
@@ -159,21 +199,18 @@ def test_lstm_cell(impl: Impl, case: CellCase):
         impl.tol,
         f"{where} forward",
     )
-    grads = impl.ops.lstm_cell_backward(dh_new, dc_new, cache)
+    grads = impl.ops.lstm_cell_backward(*impl.put([dh_new, dc_new]), cache)
     grads_ref = ref.lstm_cell_backward(*f64([dh_new, dc_new]), cache_ref)
     assert_dtype(grads, impl.dtype, where)
     assert_all_close(host(grads), grads_ref, CELL_GRADS["lstm"], impl.tol, f"{where} backward")
 
 
-@pytest.mark.parametrize("impl", impls("rnn"), ids=str)
-@given(case=cell_cases())
-@example(case=HIDDEN_1)
-@example(case=SATURATED)
-def test_gru_cell(impl: Impl, case: CellCase):
+def check_gru_cell(impl: Impl, case: CellCase) -> None:
     x, h, _, w_ih, w_hh, b_ih, b_hh, dh_new, _ = case.arrays(3, impl.dtype)
+    inputs = impl.put([x, h, w_ih, w_hh, b_ih, b_hh])
     where = f"gru_cell [{impl}] {case}"
     ref = reference()
-    h_new, cache = impl.ops.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+    h_new, cache = impl.ops.gru_cell_forward(*inputs)
     h_ref, cache_ref = ref.gru_cell_forward(*f64([x, h, w_ih, w_hh, b_ih, b_hh]))
     assert_dtype([h_new, cache.gates, cache.hn], impl.dtype, where)
     assert_all_close(
@@ -183,10 +220,31 @@ def test_gru_cell(impl: Impl, case: CellCase):
         impl.tol,
         f"{where} forward",
     )
-    grads = impl.ops.gru_cell_backward(dh_new, cache)
+    grads = impl.ops.gru_cell_backward(*impl.put([dh_new]), cache)
     grads_ref = ref.gru_cell_backward(np.asarray(dh_new, np.float64), cache_ref)
     assert_dtype(grads, impl.dtype, where)
     assert_all_close(host(grads), grads_ref, CELL_GRADS["gru"], impl.tol, f"{where} backward")
+
+
+CELL_CHECKS = {"rnn_tanh": check_rnn_tanh_cell, "lstm": check_lstm_cell, "gru": check_gru_cell}
+
+
+@pytest.mark.parametrize("cell", CELL_CHECKS)
+@pytest.mark.parametrize("impl", impls("rnn"), ids=str)
+@given(case=cell_cases())
+@example(case=HIDDEN_1)
+@example(case=SATURATED)
+def test_rnn_cells(impl: Impl, cell: str, case: CellCase):
+    CELL_CHECKS[cell](impl, case)
+
+
+@pytest.mark.parametrize("cell", CELL_CHECKS)
+@pytest.mark.parametrize("impl", impls("rnn", emulated=True), ids=str)
+@EMULATED
+@given(case=cell_cases())
+@example(case=SATURATED)
+def test_rnn_cells_emulated(impl: Impl, cell: str, case: CellCase):
+    CELL_CHECKS[cell](impl, case)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,34 +252,58 @@ def test_gru_cell(impl: Impl, case: CellCase):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("impl", impls("softmax"), ids=str)
-@given(case=softmax_cases())
-def test_softmax_and_log_softmax(impl: Impl, case):
+def check_softmax_family(impl: Impl, case) -> None:
     x, dy, _ = case.arrays(impl.dtype)
+    dx_, ddy = impl.put([x, dy])
     where = f"softmax [{impl}] {case}"
     ref = reference()
     x64, dy64 = f64([x, dy])
     for name in ("softmax", "log_softmax"):
-        y = getattr(impl.ops, name)(x, case.axis)
+        y = getattr(impl.ops, name)(dx_, case.axis)
         y_ref = getattr(ref, name)(x64, case.axis)
         assert_dtype([y], impl.dtype, where)
         assert_close(to_numpy(y), y_ref, impl.tol, f"{where} {name}")
         # The backward is fed the reference's y (cast), so only the backward is under test.
-        dx = getattr(impl.ops, name + "_backward")(dy, y_ref.astype(impl.dtype), case.axis)
+        (y_in,) = impl.put([y_ref.astype(impl.dtype)])
+        dx = getattr(impl.ops, name + "_backward")(ddy, y_in, case.axis)
         dx_ref = getattr(ref, name + "_backward")(dy64, y_ref, case.axis)
         assert_dtype([dx], impl.dtype, where)
         assert_close(to_numpy(dx), dx_ref, impl.tol, f"{where} {name}_backward")
 
 
-@pytest.mark.parametrize("impl", impls("softmax"), ids=str)
-@given(case=softmax_cases(rank=2))
-def test_softmax_cross_entropy(impl: Impl, case):
+def check_softmax_cross_entropy(impl: Impl, case) -> None:
     logits, _, targets = case.arrays(impl.dtype)
     where = f"softmax_cross_entropy [{impl}] {case}"
-    loss, dlogits = impl.ops.softmax_cross_entropy(logits, targets, -100)
+    loss, dlogits = impl.ops.softmax_cross_entropy(*impl.put([logits, targets]), -100)
     loss_ref, dlogits_ref = reference().softmax_cross_entropy(
         np.asarray(logits, np.float64), targets, -100
     )
     assert_dtype([loss, dlogits], impl.dtype, where)
     assert_close(to_numpy(loss), loss_ref, impl.tol, f"{where} loss")
     assert_close(to_numpy(dlogits), dlogits_ref, impl.tol, f"{where} dlogits")
+
+
+@pytest.mark.parametrize("impl", impls("softmax"), ids=str)
+@given(case=softmax_cases())
+def test_softmax_family(impl: Impl, case):
+    check_softmax_family(impl, case)
+
+
+@pytest.mark.parametrize("impl", impls("softmax", emulated=True), ids=str)
+@EMULATED
+@given(case=softmax_cases())
+def test_softmax_family_emulated(impl: Impl, case):
+    check_softmax_family(impl, case)
+
+
+@pytest.mark.parametrize("impl", impls("softmax"), ids=str)
+@given(case=softmax_cases(rank=2))
+def test_softmax_cross_entropy(impl: Impl, case):
+    check_softmax_cross_entropy(impl, case)
+
+
+@pytest.mark.parametrize("impl", impls("softmax", emulated=True), ids=str)
+@EMULATED
+@given(case=softmax_cases(rank=2))
+def test_softmax_cross_entropy_emulated(impl: Impl, case):
+    check_softmax_cross_entropy(impl, case)

@@ -29,12 +29,12 @@ def _driver_present() -> bool:
 
 def cuda() -> ModuleType:
     """numba.cuda, with the simulator switched on first where there is no GPU driver."""
-    if "numba.cuda" not in sys.modules and "NUMBA_ENABLE_CUDASIM" not in os.environ:
-        if not _driver_present():
-            os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-            import numba.core.config
+    undecided = "numba.cuda" not in sys.modules and "NUMBA_ENABLE_CUDASIM" not in os.environ
+    if undecided and not _driver_present():
+        os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+        import numba.core.config
 
-            numba.core.config.reload_config()
+        numba.core.config.reload_config()
     from numba import cuda as numba_cuda
 
     return numba_cuda

@@ -30,7 +30,7 @@ numba_cuda = cuda()
 def _matmul_naive(A, B, C):
     n, m = numba_cuda.grid(2)  # x runs along the columns of C, y along its rows
     if m < C.shape[0] and n < C.shape[1]:
-        total = A[m, 0] * 0  # a zero of A's dtype (a literal 0 would be an int64)
+        total = A.dtype.type(0)  # a zero of A's dtype: no float64 on a float32 GPU path
         for k in range(A.shape[1]):
             total += A[m, k] * B[k, n]
         C[m, n] = total
@@ -45,12 +45,12 @@ def _matmul_tiled(A, B, C):
     m = numba_cuda.blockIdx.y * TILE + ty
     M, K = A.shape
     N = B.shape[1]
-    total = A[0, 0] * 0
+    total = A.dtype.type(0)
     for k0 in range(0, K, TILE):
         # One element of each tile per thread; zeros outside the matrices keep the inner loop
         # free of bounds checks.
-        A_tile[ty, tx] = A[m, k0 + tx] if m < M and k0 + tx < K else 0
-        B_tile[ty, tx] = B[k0 + ty, n] if k0 + ty < K and n < N else 0
+        A_tile[ty, tx] = A[m, k0 + tx] if m < M and k0 + tx < K else A.dtype.type(0)
+        B_tile[ty, tx] = B[k0 + ty, n] if k0 + ty < K and n < N else B.dtype.type(0)
         numba_cuda.syncthreads()  # tiles complete before anyone reads them
         for k in range(TILE):
             total += A_tile[ty, k] * B_tile[k, tx]
@@ -70,7 +70,7 @@ def _add_bias(y, b):
 def _column_sums(dy, db):
     col = numba_cuda.grid(1)  # consecutive threads read consecutive columns of each row
     if col < dy.shape[1]:
-        total = dy[0, col] * 0
+        total = dy.dtype.type(0)
         for r in range(dy.shape[0]):
             total += dy[r, col]
         db[col] = total
@@ -100,14 +100,22 @@ def add_bias(y, b) -> None:
     _add_bias[blocks, threads](y, b)
 
 
+def _contiguous(*arrays):
+    """Strided views (every other column, say) cannot be copied to a device as one block;
+    transposes of contiguous arrays can, so w.T and dy.T below stay views."""
+    return [None if a is None else xp().ascontiguousarray(a) for a in arrays]
+
+
 def _version(name: str) -> dict:
     def linear_forward(x, w, b):
+        x, w, b = _contiguous(x, w, b)
         y = matmul(x, w.T, name)
         if b is not None:
             add_bias(y, b)
         return y
 
     def linear_backward(dy, x, w):
+        dy, x, w = _contiguous(dy, x, w)
         return matmul(dy, w, name), matmul(dy.T, x, name), column_sums(dy)
 
     return {"linear_forward": linear_forward, "linear_backward": linear_backward}

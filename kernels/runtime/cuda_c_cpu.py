@@ -109,7 +109,7 @@ class EmulatedModule:
 
     def launch(self, name: str, grid, block, args) -> None:
         if name not in self.kernels:
-            raise ValueError(f"{self.path.name}: no extern \"C\" __global__ kernel {name!r}")
+            raise ValueError(f'{self.path.name}: no extern "C" __global__ kernel {name!r}')
         params = self.kernels[name]
         if len(args) != len(params):
             raise ValueError(f"{name}: expects {len(params)} arguments, got {len(args)}")

@@ -1,0 +1,354 @@
+"""2-D convolution (cross-correlation, as in every deep-learning library), Numba CUDA backend.
+
+Shapes:  x (N, C, H, W)   w (K, C, R, S)   b (K,) or None   y and dy (N, K, P, Q)
+         stride (sh, sw), padding (ph, pw); x_pad is x with ph zero rows and pw zero columns
+         added on each side;  P = (H + 2ph - R) // sh + 1,  Q = (W + 2pw - S) // sw + 1.
+         x_pad is never built: a read that falls in the border returns 0 (`x_padded`).
+
+Forward:
+    y[n, k, p, q] = b[k] + sum_{c, r, s} x_pad[n, c, p*sh + r, q*sw + s] * w[k, c, r, s]
+Backward, given dy = dL/dy:
+    db[k]          = sum_{n, p, q} dy[n, k, p, q]
+    dw[k, c, r, s] = sum_{n, p, q} dy[n, k, p, q] * x_pad[n, c, p*sh + r, q*sw + s]
+    dx[n, c, h, w] = sum_{k, r, s} dy[n, k, p, q] * w[k, c, r, s], over the (r, s) for which
+                     some output (p, q) put window offset (r, s) on pixel (h, w):
+                     h + ph = p*sh + r and w + pw = q*sw + s, 0 <= p < P, 0 <= q < Q.
+
+Versions:
+    naive  one thread per output element, the sum as written, every operand read from global
+           memory: y[n,k,p,q]; dx[n,c,h,w] gathers from dy (each thread writes its own element
+           only, so no atomics are needed); dw[k,c,r,s] sums over n, p, q; db[k] one thread per
+           channel.
+    tiled  the default. The three sums are matrix products, the reference's im2col view:
+               forward  Y[k, npq]  = sum_crs W[k, crs]  * X_col[crs, npq]
+               dw       dW[k, crs] = sum_npq dY[k, npq] * X_col[crs, npq]
+               dx       dX[c, nhw] = sum_krs W[k, crs]  * dY_col[krs, nhw]
+           (npq = the flat index of (n, p, q), crs of (c, r, s), ...), with the columns
+               X_col[crs, npq]  = x_pad[n, c, p*sh + r, q*sw + s]
+               dY_col[krs, nhw] = dy[n, k, p, q] for the (p, q) that met pixel (h, w) with
+                                  offset (r, s), 0 where no output did.
+           Each product runs like linear's tiled matmul: a TILE x TILE block of threads owns a
+           TILE x TILE block of the result and walks the sum one TILE-slice at a time, both
+           operand tiles staged in shared memory. The column matrices are never stored
+           ("implicit GEMM", as in cuDNN): each thread fetches its one element of the tile
+           straight from x or dy. Every weight loaded is used by TILE output pixels, every
+           input pixel by TILE output channels.
+           Why not the classic "input tile with halo"? A block of TILE x TILE outputs reads
+           (TILE-1)*sh + R input rows: a size known only at run time, and shared arrays need
+           a compile-time size. The column view gives TILE x TILE tiles for every window and
+           stride. For dx with stride 1, dY_col is the im2col of dy padded by R-1-ph rows and
+           S-1-pw columns, with the window flipped: dx is the convolution of dy with the
+           flipped kernel, channels swapped. With stride > 1 most entries of dY_col are the
+           zeros between strided outputs, multiplied for nothing (sh*sw times the work), but
+           the result is right. db: one block per channel, each thread sums a strided share,
+           then the block adds the partial sums pairwise in shared memory (a tree, log2 steps).
+
+Launch geometry (TILE, THREADS_1D, grid_1d, grid_2d) comes from kernels/runtime/numba_cuda.py.
+The kernels index 4-D arrays (Numba reads them through their strides), so the flat indices of
+the column matrices are unravelled into (n, c, h, w)-style indices with `unravel3`.
+"""
+
+from __future__ import annotations
+
+from kernels._check import Pair, conv2d_output_size
+from kernels.runtime.numba_cuda import THREADS_1D, TILE, cuda, grid_1d, grid_2d, xp
+
+numba_cuda = cuda()
+
+# The tree reduction of db halves the active threads at every step.
+assert THREADS_1D & (THREADS_1D - 1) == 0, "THREADS_1D must be a power of two"
+
+
+# ----------------------------------------------------------------------------------------------
+# Device functions shared by the versions: index arithmetic and the two gathers
+# ----------------------------------------------------------------------------------------------
+
+
+@numba_cuda.jit(device=True)
+def unravel3(i, B, C):
+    """(a, b, c) such that i = (a*B + b)*C + c: a flat index into an (A, B, C) array."""
+    return i // (B * C), i // C % B, i % C
+
+
+@numba_cuda.jit(device=True)
+def x_padded(x, n, c, h_pad, w_pad, ph, pw):
+    """x_pad[n, c, h_pad, w_pad]: an element of x, or 0 in the padding border."""
+    h, w = h_pad - ph, w_pad - pw
+    if 0 <= h < x.shape[2] and 0 <= w < x.shape[3]:
+        return x[n, c, h, w]
+    return x.dtype.type(0)
+
+
+@numba_cuda.jit(device=True)
+def dy_reaching(dy, n, k, h, w, r, s, sh, sw, ph, pw):
+    """dy[n, k, p, q] of the output (p, q) whose window put offset (r, s) on pixel (h, w) of x.
+
+    0 if there is none. Pixel (h, w) lies at (h + ph, w + pw) in x_pad, and the window of
+    output (p, q) covers x_pad[p*sh + r, q*sw + s]: so p*sh = h + ph - r must be a multiple of
+    sh with 0 <= p < P (the same for q along the width).
+    """
+    p_sh, q_sw = h + ph - r, w + pw - s
+    if p_sh < 0 or q_sw < 0 or p_sh % sh != 0 or q_sw % sw != 0:
+        return dy.dtype.type(0)
+    p, q = p_sh // sh, q_sw // sw
+    if p < dy.shape[2] and q < dy.shape[3]:
+        return dy[n, k, p, q]
+    return dy.dtype.type(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Version "naive": one thread per output element
+# ----------------------------------------------------------------------------------------------
+
+
+@numba_cuda.jit
+def _forward_naive(x, w, b, y, sh, sw, ph, pw):
+    i = numba_cuda.grid(1)
+    if i < y.size:
+        N, K, P, Q = y.shape
+        C, R, S = w.shape[1], w.shape[2], w.shape[3]
+        nk, p, q = unravel3(i, P, Q)
+        n, k = nk // K, nk % K
+        total = b[k]
+        for c in range(C):
+            for r in range(R):
+                for s in range(S):
+                    total += x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw) * w[k, c, r, s]
+        y[n, k, p, q] = total
+
+
+@numba_cuda.jit
+def _dx_naive(dy, w, dx, sh, sw, ph, pw):
+    # Gather, not scatter: thread (n, c, h, w) collects every dy that pixel fed, so no two
+    # threads write the same dx element.
+    i = numba_cuda.grid(1)
+    if i < dx.size:
+        N, C, H, W = dx.shape
+        K, R, S = w.shape[0], w.shape[2], w.shape[3]
+        nc, h, v = unravel3(i, H, W)  # v: the pixel's column (w is the weight)
+        n, c = nc // C, nc % C
+        total = dx.dtype.type(0)
+        for k in range(K):
+            for r in range(R):
+                for s in range(S):
+                    total += dy_reaching(dy, n, k, h, v, r, s, sh, sw, ph, pw) * w[k, c, r, s]
+        dx[n, c, h, v] = total
+
+
+@numba_cuda.jit
+def _dw_naive(dy, x, dw, sh, sw, ph, pw):
+    i = numba_cuda.grid(1)
+    if i < dw.size:
+        K, C, R, S = dw.shape
+        N, P, Q = dy.shape[0], dy.shape[2], dy.shape[3]
+        kc, r, s = unravel3(i, R, S)
+        k, c = kc // C, kc % C
+        total = dw.dtype.type(0)
+        for n in range(N):
+            for p in range(P):
+                for q in range(Q):
+                    total += dy[n, k, p, q] * x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw)
+        dw[k, c, r, s] = total
+
+
+@numba_cuda.jit
+def _db_naive(dy, db):
+    k = numba_cuda.grid(1)
+    if k < db.size:
+        total = db.dtype.type(0)
+        for n in range(dy.shape[0]):
+            for p in range(dy.shape[2]):
+                for q in range(dy.shape[3]):
+                    total += dy[n, k, p, q]
+        db[k] = total
+
+
+# ----------------------------------------------------------------------------------------------
+# Version "tiled": the three products as tiled matmuls over implicit column matrices
+# ----------------------------------------------------------------------------------------------
+# In every tiled kernel the block's threads form a TILE x TILE square: tx = threadIdx.x runs
+# along the columns of the result, ty = threadIdx.y along its rows. In each step of the sum,
+# thread (ty, tx) loads a_tile[ty, tx] = A[row, i0 + tx] and b_tile[ty, tx] = B[i0 + ty, col],
+# outside the matrices a 0, so the multiply-adds below need no bounds checks. The loops have
+# the same trip count in every thread: no thread may skip a syncthreads().
+
+
+@numba_cuda.jit
+def _forward_tiled(x, w, b, y, sh, sw, ph, pw):
+    """Y[k, npq] = sum_crs W[k, crs] * X_col[crs, npq]."""
+    w_tile = numba_cuda.shared.array((TILE, TILE), dtype=w.dtype)  # W[k, crs slice]
+    x_tile = numba_cuda.shared.array((TILE, TILE), dtype=x.dtype)  # X_col[crs slice, npq]
+    tx, ty = numba_cuda.threadIdx.x, numba_cuda.threadIdx.y
+    npq = numba_cuda.blockIdx.x * TILE + tx  # this thread's column of Y
+    k = numba_cuda.blockIdx.y * TILE + ty  # this thread's row of Y
+    N, K, P, Q = y.shape
+    C, R, S = w.shape[1], w.shape[2], w.shape[3]
+    CRS, NPQ = C * R * S, N * P * Q
+    zero = y.dtype.type(0)
+    total = zero
+    for i0 in range(0, CRS, TILE):
+        w_tile[ty, tx] = zero
+        if k < K and i0 + tx < CRS:
+            c, r, s = unravel3(i0 + tx, R, S)
+            w_tile[ty, tx] = w[k, c, r, s]
+        x_tile[ty, tx] = zero
+        if i0 + ty < CRS and npq < NPQ:
+            c, r, s = unravel3(i0 + ty, R, S)
+            n, p, q = unravel3(npq, P, Q)
+            x_tile[ty, tx] = x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw)
+        numba_cuda.syncthreads()  # tiles complete before anyone reads them
+        for i in range(TILE):
+            total += w_tile[ty, i] * x_tile[i, tx]
+        numba_cuda.syncthreads()  # all reads done before the next tiles overwrite these
+    if k < K and npq < NPQ:
+        n, p, q = unravel3(npq, P, Q)
+        y[n, k, p, q] = total + b[k]
+
+
+@numba_cuda.jit
+def _dx_tiled(dy, w, dx, sh, sw, ph, pw):
+    """dX[c, nhw] = sum_krs W[k, crs] * dY_col[krs, nhw]."""
+    w_tile = numba_cuda.shared.array((TILE, TILE), dtype=w.dtype)  # W[krs slice, c], transposed
+    dy_tile = numba_cuda.shared.array((TILE, TILE), dtype=dy.dtype)  # dY_col[krs slice, nhw]
+    tx, ty = numba_cuda.threadIdx.x, numba_cuda.threadIdx.y
+    nhw = numba_cuda.blockIdx.x * TILE + tx  # this thread's column of dX
+    c = numba_cuda.blockIdx.y * TILE + ty  # this thread's row of dX
+    N, C, H, W = dx.shape
+    K, R, S = w.shape[0], w.shape[2], w.shape[3]
+    KRS, NHW = K * R * S, N * H * W
+    zero = dx.dtype.type(0)
+    total = zero
+    for i0 in range(0, KRS, TILE):
+        w_tile[ty, tx] = zero
+        if c < C and i0 + tx < KRS:
+            k, r, s = unravel3(i0 + tx, R, S)
+            w_tile[ty, tx] = w[k, c, r, s]
+        dy_tile[ty, tx] = zero
+        if i0 + ty < KRS and nhw < NHW:
+            k, r, s = unravel3(i0 + ty, R, S)
+            n, h, v = unravel3(nhw, H, W)
+            dy_tile[ty, tx] = dy_reaching(dy, n, k, h, v, r, s, sh, sw, ph, pw)
+        numba_cuda.syncthreads()
+        for i in range(TILE):
+            total += w_tile[ty, i] * dy_tile[i, tx]
+        numba_cuda.syncthreads()
+    if c < C and nhw < NHW:
+        n, h, v = unravel3(nhw, H, W)
+        dx[n, c, h, v] = total
+
+
+@numba_cuda.jit
+def _dw_tiled(dy, x, dw, sh, sw, ph, pw):
+    """dW[k, crs] = sum_npq dY[k, npq] * X_col[crs, npq]: the sum runs over batch and pixels."""
+    dy_tile = numba_cuda.shared.array((TILE, TILE), dtype=dy.dtype)  # dY[k, npq slice]
+    x_tile = numba_cuda.shared.array((TILE, TILE), dtype=x.dtype)  # X_col[crs, npq slice].T
+    tx, ty = numba_cuda.threadIdx.x, numba_cuda.threadIdx.y
+    crs = numba_cuda.blockIdx.x * TILE + tx  # this thread's column of dW
+    k = numba_cuda.blockIdx.y * TILE + ty  # this thread's row of dW
+    K, C, R, S = dw.shape
+    N, P, Q = dy.shape[0], dy.shape[2], dy.shape[3]
+    CRS, NPQ = C * R * S, N * P * Q
+    zero = dw.dtype.type(0)
+    total = zero
+    for i0 in range(0, NPQ, TILE):
+        dy_tile[ty, tx] = zero
+        if k < K and i0 + tx < NPQ:
+            n, p, q = unravel3(i0 + tx, P, Q)
+            dy_tile[ty, tx] = dy[n, k, p, q]
+        x_tile[ty, tx] = zero
+        if i0 + ty < NPQ and crs < CRS:
+            n, p, q = unravel3(i0 + ty, P, Q)
+            c, r, s = unravel3(crs, R, S)
+            x_tile[ty, tx] = x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw)
+        numba_cuda.syncthreads()
+        for i in range(TILE):
+            total += dy_tile[ty, i] * x_tile[i, tx]
+        numba_cuda.syncthreads()
+    if k < K and crs < CRS:
+        c, r, s = unravel3(crs, R, S)
+        dw[k, c, r, s] = total
+
+
+@numba_cuda.jit
+def _db_tiled(dy, db):
+    """db[k] by block k: strided partial sums, then a tree of pairwise adds in shared memory."""
+    partial = numba_cuda.shared.array(THREADS_1D, dtype=dy.dtype)
+    k, t = numba_cuda.blockIdx.x, numba_cuda.threadIdx.x
+    N, K, P, Q = dy.shape
+    total = dy.dtype.type(0)
+    for npq in range(t, N * P * Q, THREADS_1D):  # consecutive threads, consecutive pixels
+        n, p, q = unravel3(npq, P, Q)
+        total += dy[n, k, p, q]
+    partial[t] = total
+    numba_cuda.syncthreads()
+    half = THREADS_1D // 2
+    while half > 0:
+        if t < half:
+            partial[t] += partial[t + half]
+        numba_cuda.syncthreads()  # this level's sums are written before the next level reads
+        half //= 2
+    if t == 0:
+        db[k] = partial[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Host code: allocate, launch, return
+# ----------------------------------------------------------------------------------------------
+
+
+def _forward_arrays(x, w, b, stride: Pair, padding: Pair):
+    """Contiguous inputs, the bias (zeros when None: no bias is a zero bias) and an empty y."""
+    arrays = xp()
+    x, w = arrays.ascontiguousarray(x), arrays.ascontiguousarray(w)
+    N, _, H, W = x.shape
+    K, _, R, S = w.shape
+    b = arrays.zeros(K, dtype=x.dtype) if b is None else arrays.ascontiguousarray(b)
+    P, Q = conv2d_output_size(H, W, R, S, stride, padding)
+    return x, w, b, arrays.empty((N, K, P, Q), dtype=x.dtype)
+
+
+def _backward_arrays(dy, x, w):
+    arrays = xp()
+    dy, x, w = (arrays.ascontiguousarray(a) for a in (dy, x, w))
+    dx = arrays.empty(x.shape, dtype=x.dtype)
+    dw = arrays.empty(w.shape, dtype=w.dtype)
+    db = arrays.empty(w.shape[0], dtype=w.dtype)
+    return dy, x, w, dx, dw, db
+
+
+def conv2d_forward_naive(x, w, b, stride: Pair, padding: Pair):
+    x, w, b, y = _forward_arrays(x, w, b, stride, padding)
+    _forward_naive[grid_1d(y.size)](x, w, b, y, *stride, *padding)
+    return y
+
+
+def conv2d_backward_naive(dy, x, w, stride: Pair, padding: Pair):
+    dy, x, w, dx, dw, db = _backward_arrays(dy, x, w)
+    _dx_naive[grid_1d(dx.size)](dy, w, dx, *stride, *padding)
+    _dw_naive[grid_1d(dw.size)](dy, x, dw, *stride, *padding)
+    _db_naive[grid_1d(db.size)](dy, db)
+    return dx, dw, db
+
+
+def conv2d_forward_tiled(x, w, b, stride: Pair, padding: Pair):
+    x, w, b, y = _forward_arrays(x, w, b, stride, padding)
+    N, K, P, Q = y.shape
+    _forward_tiled[grid_2d(K, N * P * Q)](x, w, b, y, *stride, *padding)
+    return y
+
+
+def conv2d_backward_tiled(dy, x, w, stride: Pair, padding: Pair):
+    dy, x, w, dx, dw, db = _backward_arrays(dy, x, w)
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    _dx_tiled[grid_2d(C, N * H * W)](dy, w, dx, *stride, *padding)
+    _dw_tiled[grid_2d(K, C * R * S)](dy, x, dw, *stride, *padding)
+    _db_tiled[K, THREADS_1D](dy, db)  # one block per output channel
+    return dx, dw, db
+
+
+VERSIONS = {
+    "naive": {"conv2d_forward": conv2d_forward_naive, "conv2d_backward": conv2d_backward_naive},
+    "tiled": {"conv2d_forward": conv2d_forward_tiled, "conv2d_backward": conv2d_backward_tiled},
+}
+DEFAULT_VERSION = "tiled"

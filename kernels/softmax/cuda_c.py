@@ -1,0 +1,101 @@
+"""Softmax family in CUDA C (softmax.cu): host code shared by the `cupy` and `cuda_c_cpu` backends.
+
+Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last here, on the host, so
+         every kernel sees contiguous rows (R, L));  logits, dlogits (N, V);  targets (N,) int.
+
+    m = max_j x_j,   softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m)
+    log_softmax(x)_i = x_i - m - log sum_j exp(x_j - m)
+    softmax backward:      dx = y * (dy - sum_j dy_j y_j)
+    log_softmax backward:  dx = dy - exp(y) * sum_j dy_j
+    cross-entropy:  loss = mean over the M kept rows of (m + log sum_j exp(x_j - m) - x_target),
+                    dlogits = (softmax(x) - onehot(target)) / M on kept rows, 0 on ignored rows
+
+Versions (see softmax.cu):
+    naive  one thread per row loops over the row alone; grid of ceil(R / THREADS) blocks.
+    block  one block of THREADS threads per row (grid = R): strided partial max and sum, combined
+           by a shared-memory tree reduction.
+The cross-entropy kernel of each version writes dlogits and a loss per row; the mean over kept
+rows is finished here, on the host: sum of the row losses / M (0 when every row is ignored).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("softmax.cu")
+THREADS = 256  # must equal THREADS in softmax.cu: the block kernels' shared arrays have that size
+
+
+def suffix(dtype) -> str:
+    return "f32" if np.dtype(dtype) == np.float32 else "f64"
+
+
+def row_grid(version: str, n_rows: int) -> tuple[int, ...]:
+    """Blocks for n_rows rows: one thread per row (naive) or one block per row (block)."""
+    if version == "naive":
+        return ((n_rows + THREADS - 1) // THREADS,)
+    return (n_rows,)
+
+
+def make_versions(runtime) -> dict:
+    """The VERSIONS table for one runtime (CuPy on a GPU, or the CPU emulation)."""
+    xp = runtime.xp
+
+    def as_rows(x, axis: int):
+        """Move `axis` last and flatten the rest: (R, L) contiguous rows."""
+        moved = xp.moveaxis(x, axis, -1)
+        return xp.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+
+    def from_rows(rows, like, axis: int):
+        """Inverse of as_rows for an output shaped like `like`."""
+        moved_shape = xp.moveaxis(like, axis, -1).shape
+        return xp.ascontiguousarray(xp.moveaxis(rows.reshape(moved_shape), -1, axis))
+
+    def launch(name: str, version: str, n_rows: int, args) -> None:
+        runtime.load(SOURCE).launch(name, row_grid(version, n_rows), (THREADS,), args)
+
+    def version(name: str) -> dict:
+        def softmax_any(x, axis, log_output: bool):
+            rows = as_rows(x, axis)
+            out = xp.empty_like(rows)
+            R, L = rows.shape
+            args = (rows, out, np.int32(R), np.int32(L), np.int32(log_output))
+            launch(f"softmax_rows_{name}_{suffix(x.dtype)}", name, R, args)
+            return from_rows(out, x, axis)
+
+        def backward_any(dy, y, axis, log_output: bool):
+            y_rows = as_rows(y, axis)
+            dx = xp.empty_like(y_rows)
+            R, L = y_rows.shape
+            args = (as_rows(dy, axis), y_rows, dx, np.int32(R), np.int32(L), np.int32(log_output))
+            launch(f"softmax_backward_rows_{name}_{suffix(y.dtype)}", name, R, args)
+            return from_rows(dx, y, axis)
+
+        def softmax_cross_entropy(logits, targets, ignore_index):
+            logits = xp.ascontiguousarray(logits)
+            targets = xp.ascontiguousarray(targets, dtype=xp.int64)
+            kept = int((targets != ignore_index).sum())  # M, the rows the mean is over
+            N, V = logits.shape
+            dlogits = xp.empty_like(logits)
+            row_loss = xp.empty(N, dtype=logits.dtype)
+            scalars = (np.int64(ignore_index), np.int32(kept))
+            args = (logits, targets, *scalars, dlogits, row_loss, np.int32(N), np.int32(V))
+            launch(f"cross_entropy_rows_{name}_{suffix(logits.dtype)}", name, N, args)
+            # Ignored rows hold a loss of 0; with no kept row at all the loss is 0 (not 0 / 0).
+            loss = row_loss.sum() / kept if kept else 0
+            return xp.asarray(loss, dtype=logits.dtype), dlogits
+
+        return {
+            "softmax": lambda x, axis: softmax_any(x, axis, False),
+            "softmax_backward": lambda dy, y, axis: backward_any(dy, y, axis, False),
+            "log_softmax": lambda x, axis: softmax_any(x, axis, True),
+            "log_softmax_backward": lambda dy, y, axis: backward_any(dy, y, axis, True),
+            "softmax_cross_entropy": softmax_cross_entropy,
+        }
+
+    return {"naive": version("naive"), "block": version("block")}
+
+
+DEFAULT_VERSION = "block"

@@ -1,0 +1,180 @@
+"""Differentiable operations on the kernels: each is one Function, a forward and a backward.
+
+Every Function here calls exactly one forward and one backward of the active kernels backend
+(`minirad.backend.active()`), so the engine knows nothing of how a convolution is computed:
+switching the backend switches every layer at once. Shapes are the kernel contract's
+(kernels/_backend.py): images NCHW, conv weight (K, C, R, S), linear weight (out, in), cells in
+PyTorch's layout and gate order.
+"""
+
+from __future__ import annotations
+
+from minirad import backend
+from minirad.autograd import Function, Tensor
+
+
+class Conv2d(Function):
+    def forward(self, x, w, b, stride=1, padding=0):
+        self.x, self.w, self.stride, self.padding = x, w, stride, padding
+        return backend.active().conv2d_forward(x, w, b, stride, padding)
+
+    def backward(self, dy):
+        return backend.active().conv2d_backward(dy, self.x, self.w, self.stride, self.padding)
+
+
+class Conv2dNoBias(Function):
+    def forward(self, x, w, stride=1, padding=0):
+        self.x, self.w, self.stride, self.padding = x, w, stride, padding
+        return backend.active().conv2d_forward(x, w, None, stride, padding)
+
+    def backward(self, dy):
+        dx, dw, _ = backend.active().conv2d_backward(dy, self.x, self.w, self.stride, self.padding)
+        return dx, dw
+
+
+def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride=1, padding=0) -> Tensor:
+    """y (N, K, P, Q) = x (N, C, H, W) convolved with w (K, C, R, S), plus b (K,)."""
+    if b is None:
+        return Conv2dNoBias.apply(x, w, stride=stride, padding=padding)
+    return Conv2d.apply(x, w, b, stride=stride, padding=padding)
+
+
+class MaxPool2d(Function):
+    def forward(self, x, kernel=2, stride=None, padding=0):
+        self.x_shape, self.hyper = x.shape, (kernel, stride, padding)
+        y, self.argmax = backend.active().maxpool2d_forward(x, kernel, stride, padding)
+        return y
+
+    def backward(self, dy):
+        return backend.active().maxpool2d_backward(dy, self.argmax, self.x_shape, *self.hyper)
+
+
+def max_pool2d(x: Tensor, kernel_size=2, stride=None, padding=0) -> Tensor:
+    """y (N, C, P, Q): the maximum of each kernel_size window of x (N, C, H, W)."""
+    return MaxPool2d.apply(x, kernel=kernel_size, stride=stride, padding=padding)
+
+
+class Linear(Function):
+    def forward(self, x, w, b):
+        self.x, self.w = x, w
+        return backend.active().linear_forward(x, w, b)
+
+    def backward(self, dy):
+        return backend.active().linear_backward(dy, self.x, self.w)
+
+
+class LinearNoBias(Function):
+    def forward(self, x, w):
+        self.x, self.w = x, w
+        return backend.active().linear_forward(x, w, None)
+
+    def backward(self, dy):
+        dx, dw, _ = backend.active().linear_backward(dy, self.x, self.w)
+        return dx, dw
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """y = x @ w.T + b for x of shape (N, in) or (..., in); w (out, in), b (out,)."""
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    y = LinearNoBias.apply(flat, w) if b is None else Linear.apply(flat, w, b)
+    return y.reshape(*lead, w.shape[0]) if x.ndim != 2 else y
+
+
+class RNNTanhCell(Function):
+    def forward(self, x, h, w_ih, w_hh, b_ih, b_hh):
+        self.saved = (x, h, w_ih, w_hh)
+        self.h_new = backend.active().rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        return self.h_new
+
+    def backward(self, dh_new):
+        return backend.active().rnn_tanh_cell_backward(dh_new, *self.saved, self.h_new)
+
+
+class LSTMCell(Function):
+    def forward(self, x, h, c, w_ih, w_hh, b_ih, b_hh):
+        h_new, c_new, self.cache = backend.active().lstm_cell_forward(
+            x, h, c, w_ih, w_hh, b_ih, b_hh
+        )
+        return h_new, c_new
+
+    def backward(self, dh_new, dc_new):
+        return backend.active().lstm_cell_backward(dh_new, dc_new, self.cache)
+
+
+class GRUCell(Function):
+    def forward(self, x, h, w_ih, w_hh, b_ih, b_hh):
+        h_new, self.cache = backend.active().gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        return h_new
+
+    def backward(self, dh_new):
+        return backend.active().gru_cell_backward(dh_new, self.cache)
+
+
+def rnn_tanh_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> Tensor:
+    return RNNTanhCell.apply(x, h, w_ih, w_hh, b_ih, b_hh)
+
+
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh) -> tuple[Tensor, Tensor]:
+    return LSTMCell.apply(x, h, c, w_ih, w_hh, b_ih, b_hh)
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> Tensor:
+    return GRUCell.apply(x, h, w_ih, w_hh, b_ih, b_hh)
+
+
+class Softmax(Function):
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        self.y = backend.active().softmax(x, axis)
+        return self.y
+
+    def backward(self, dy):
+        return backend.active().softmax_backward(dy, self.y, self.axis)
+
+
+class LogSoftmax(Function):
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        self.y = backend.active().log_softmax(x, axis)
+        return self.y
+
+    def backward(self, dy):
+        return backend.active().log_softmax_backward(dy, self.y, self.axis)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return LogSoftmax.apply(x, axis=axis)
+
+
+class SoftmaxCrossEntropy(Function):
+    """The fused kernel returns the loss and its gradient together; backward scales it."""
+
+    def forward(self, logits, targets, ignore_index=-100):
+        loss, self.dlogits = backend.active().softmax_cross_entropy(logits, targets, ignore_index)
+        return loss
+
+    def backward(self, dloss):
+        return self.dlogits * dloss, None  # targets are integers: no gradient
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """Mean cross-entropy of logits (N, V) (or (..., V)) against integer targets (N,) (or (...))."""
+    V = logits.shape[-1]
+    flat = logits.reshape(-1, V) if logits.ndim != 2 else logits
+    target_data = targets.data if isinstance(targets, Tensor) else targets
+    return SoftmaxCrossEntropy.apply(
+        flat, Tensor(target_data.reshape(-1)), ignore_index=ignore_index
+    )
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, targets) -> Tensor:
+    """mean(max(z, 0) - z * t + log(1 + exp(-|z|))): BCE of sigmoid(z), without overflow."""
+    t = targets if isinstance(targets, Tensor) else Tensor(targets)
+    positive_part = logits.relu()
+    softplus = ((-(logits.relu() + (-logits).relu())).exp() + 1.0).log()  # log(1 + exp(-|z|))
+    return (positive_part - logits * t + softplus).mean()

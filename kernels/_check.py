@@ -21,6 +21,7 @@ LSTM gates stacked i, f, g, o;  GRU gates stacked r, z, n.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,7 +37,7 @@ Pair = tuple[int, int]
 
 
 def _shape(a: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in a.shape)
+    return tuple(a.shape)
 
 
 def check_array(name: str, a: Any, ndim: int, array_types: tuple[type, ...]) -> None:
@@ -52,23 +53,29 @@ def check_array(name: str, a: Any, ndim: int, array_types: tuple[type, ...]) -> 
 
 
 def check_float_dtypes(**arrays: Any) -> np.dtype:
-    """All float inputs must share one dtype, float32 or float64; return it."""
-    dtypes = {name: np.dtype(a.dtype) for name, a in arrays.items() if a is not None}
-    first_name, dtype = next(iter(dtypes.items()))
-    if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{first_name}: dtype must be float32 or float64, got {dtype}")
-    for name, other in dtypes.items():
-        if other != dtype:
+    """All float inputs must share one dtype, float32 or float64; return it. None is skipped."""
+    first_name, dtype = "", None
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if dtype is None:
+            first_name, dtype = name, a.dtype
+            if dtype not in FLOAT_DTYPES:
+                raise ValueError(f"{name}: dtype must be float32 or float64, got {dtype}")
+        elif a.dtype != dtype:
             raise ValueError(
-                f"{name}: dtype {other} differs from {first_name}'s {dtype}; "
+                f"{name}: dtype {a.dtype} differs from {first_name}'s {dtype}; "
                 "all float inputs must share one dtype"
             )
     return dtype
 
 
-def check_shape(name: str, a: Any, expected: tuple[int, ...], why: str) -> None:
-    if _shape(a) != tuple(expected):
-        raise ValueError(f"{name}: expected shape {tuple(expected)} ({why}), got {_shape(a)}")
+def check_shape(name: str, a: Any, expected: tuple[int, ...], why: str | Callable[[], str]) -> None:
+    """`why` explains the expected shape; pass a lambda where formatting it would cost time on
+    every call (the recurrent cells run these checks once per time step)."""
+    if tuple(a.shape) != tuple(expected):
+        reason = why() if callable(why) else why
+        raise ValueError(f"{name}: expected shape {tuple(expected)} ({reason}), got {_shape(a)}")
 
 
 def as_pair(name: str, value: Any, minimum: int) -> Pair:
@@ -126,7 +133,7 @@ def conv2d_forward(x, w, b, stride, padding, *, array_types) -> tuple[Pair, Pair
     if Cw != C:
         raise ValueError(f"w: has {Cw} input channels but x {_shape(x)} has {C} (w is {_shape(w)})")
     if b is not None:
-        check_shape("b", b, (K,), f"one bias per output channel of w {_shape(w)}")
+        check_shape("b", b, (K,), lambda: f"one bias per output channel of w {_shape(w)}")
     _check_window_fits("w", (R, S), (H, W), padding, stride)
     return stride, padding
 
@@ -139,7 +146,7 @@ def conv2d_backward(dy, x, w, stride, padding, *, array_types) -> tuple[Pair, Pa
     N, _, H, W = _shape(x)
     K, _, R, S = _shape(w)
     P, Q = conv2d_output_size(H, W, R, S, stride, padding)
-    check_shape("dy", dy, (N, K, P, Q), f"the output of x {_shape(x)} conv w {_shape(w)}")
+    check_shape("dy", dy, (N, K, P, Q), lambda: f"the output of x {_shape(x)} conv w {_shape(w)}")
     return stride, padding
 
 
@@ -192,7 +199,7 @@ def maxpool2d_backward(
     N, C, H, W = x_shape
     _check_window_fits("kernel", kernel, (H, W), padding, stride)
     P, Q = pool2d_output_size(H, W, kernel[0], kernel[1], stride, padding)
-    check_shape("dy", dy, (N, C, P, Q), f"the pooled shape of x_shape {x_shape}")
+    check_shape("dy", dy, (N, C, P, Q), lambda: f"the pooled shape of x_shape {x_shape}")
     check_shape("argmax", argmax, (N, C, P, Q), "same as dy")
     return x_shape, kernel, stride, padding  # type: ignore[return-value]
 
@@ -214,7 +221,7 @@ def linear_forward(x, w, b, *, array_types) -> None:
             f"w: expects {w.shape[1]} input features but x {_shape(x)} has {x.shape[1]}"
         )
     if b is not None:
-        check_shape("b", b, (w.shape[0],), f"one bias per output of w {_shape(w)}")
+        check_shape("b", b, (w.shape[0],), lambda: f"one bias per output of w {_shape(w)}")
 
 
 def linear_backward(dy, x, w, *, array_types) -> None:
@@ -222,7 +229,9 @@ def linear_backward(dy, x, w, *, array_types) -> None:
     linear_forward(x, w, None, array_types=array_types)
     check_array("dy", dy, 2, array_types)
     check_float_dtypes(dy=dy, x=x)
-    check_shape("dy", dy, (x.shape[0], w.shape[0]), f"x {_shape(x)} times w.T {_shape(w)[::-1]}")
+    check_shape(
+        "dy", dy, (x.shape[0], w.shape[0]), lambda: f"x {_shape(x)} times w.T {_shape(w)[::-1]}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,13 +283,17 @@ def _cell(x, h, w_ih, w_hh, b_ih, b_hh, n_gates: int, array_types) -> tuple[int,
     check_float_dtypes(x=x, h=h, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     B, I = _shape(x)
     Hh = h.shape[1]
-    gates = f"{n_gates} gate(s) x hidden {Hh}"
-    check_shape("h", h, (B, Hh), f"batch of x {_shape(x)}")
-    check_shape("w_ih", w_ih, (n_gates * Hh, I), f"{gates}, input {I}")
-    check_shape("w_hh", w_hh, (n_gates * Hh, Hh), f"{gates}, hidden {Hh}")
+    G = n_gates
+
+    def gates() -> str:
+        return f"{G} gate(s) x hidden {Hh}"
+
+    check_shape("h", h, (B, Hh), lambda: f"batch of x {_shape(x)}")
+    check_shape("w_ih", w_ih, (G * Hh, I), lambda: f"{gates()}, input {I}")
+    check_shape("w_hh", w_hh, (G * Hh, Hh), lambda: f"{gates()}, hidden {Hh}")
     for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
         if bias is not None:
-            check_shape(name, bias, (n_gates * Hh,), gates)
+            check_shape(name, bias, (G * Hh,), gates)
     return B, I, Hh
 
 
@@ -375,7 +388,7 @@ def softmax_cross_entropy(logits, targets, ignore_index, *, array_types) -> None
     N, V = _shape(logits)
     if V == 0 or N == 0:
         raise ValueError(f"logits: has an empty dimension, shape {(N, V)}")
-    check_shape("targets", targets, (N,), f"one class id per row of logits {(N, V)}")
+    check_shape("targets", targets, (N,), lambda: f"one class id per row of logits {(N, V)}")
     if not isinstance(ignore_index, (int, np.integer)):
         raise ValueError(f"ignore_index: expected an int, got {ignore_index!r}")
     kept = targets[targets != ignore_index]

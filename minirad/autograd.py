@@ -228,6 +228,13 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
 def _accumulate_leaf(tensor: Tensor, grad: Array) -> None:
     if grad.shape != tensor.data.shape:
         raise RuntimeError(f"gradient of shape {grad.shape} for a tensor of shape {tensor.shape}")
+    if grad.dtype != tensor.data.dtype:
+        # A silent float64 gradient on a float32 parameter is a bug upstream (an operand that
+        # was not cast); say so instead of letting the optimizer upcast the model.
+        raise RuntimeError(
+            f"gradient of dtype {grad.dtype} for a tensor of dtype {tensor.dtype}: "
+            "some operation mixed dtypes"
+        )
     tensor.grad = grad if tensor.grad is None else tensor.grad + grad
 
 
@@ -245,7 +252,7 @@ class Function:
     """
 
     def __init__(self) -> None:
-        self.inputs: tuple[Tensor, ...] = ()
+        self.inputs: tuple[Tensor | None, ...] = ()
         self.output_meta: list[tuple[tuple[int, ...], Any, Any]] = []  # shape, dtype, xp
         self.freed = False
 
@@ -259,11 +266,12 @@ class Function:
     def apply(cls, *inputs, **options):
         """Run forward on the inputs' arrays; record the call if a gradient is needed."""
         like = next((t for t in inputs if isinstance(t, Tensor)), None)
-        tensors = tuple(as_tensor(t, like) for t in inputs)
+        # None stays None: an optional input that is absent (a layer without bias).
+        tensors = tuple(None if t is None else as_tensor(t, like) for t in inputs)
         fn = cls()
-        out = fn.forward(*(t.data for t in tensors), **options)
+        out = fn.forward(*(None if t is None else t.data for t in tensors), **options)
         outputs = out if isinstance(out, tuple) else (out,)
-        record = grad_enabled() and any(t.requires_grad for t in tensors)
+        record = grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         results = tuple(Tensor(o, requires_grad=record) for o in outputs)
         if record:
             fn.inputs = tensors
@@ -288,7 +296,7 @@ def topological_order(root: Function) -> list[Function]:
     while stack:
         fn, pending = stack[-1]
         for tensor in pending:
-            creator = tensor._creator
+            creator = None if tensor is None else tensor._creator
             if creator is not None and id(creator) not in visited:
                 visited.add(id(creator))
                 stack.append((creator, iter(creator.inputs)))
@@ -315,7 +323,7 @@ def run_backward(output: Tensor, grad: Array) -> None:
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for tensor, g in zip(fn.inputs, input_grads, strict=True):
-            if g is None or not tensor.requires_grad:
+            if tensor is None or g is None or not tensor.requires_grad:
                 continue
             if tensor._creator is None:
                 _accumulate_leaf(tensor, g)
@@ -536,8 +544,9 @@ def gradcheck(
 
     L = sum(fn(*inputs) * u) for a fixed random u; for each element i of each input,
         numeric_i = (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
-    and the analytic gradient must agree: max|numeric - analytic| / max(max|numeric|, 1) <=
-    rtol. Returns True, or raises GradcheckError naming the input, the worst element and both
+    and the analytic gradient must agree: max|numeric - analytic| / max|numeric| <= rtol
+    (norm-wise relative error: small gradients are held to the same relative standard).
+    Returns True, or raises GradcheckError naming the input, the worst element and both
     values. Inputs must be float64 (float32 rounding swamps the differences).
     """
     for index, tensor in enumerate(inputs):
@@ -567,7 +576,7 @@ def gradcheck(
             minus = loss()
             tensor.data[i] = keep
             numeric[i] = (plus - minus) / (2 * eps)
-        scale = max(float(np.max(np.abs(numeric))) if numeric.size else 0.0, 1.0)
+        scale = max(float(np.max(np.abs(numeric))) if numeric.size else 0.0, 1e-12)
         error = np.abs(numeric - analytic)
         if error.size and error.max() / scale > rtol:
             worst = np.unravel_index(int(np.argmax(error)), error.shape)

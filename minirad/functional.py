@@ -9,6 +9,8 @@ PyTorch's layout and gate order.
 
 from __future__ import annotations
 
+import numpy as np
+
 from minirad import backend
 from minirad.autograd import Function, Tensor
 
@@ -22,20 +24,8 @@ class Conv2d(Function):
         return backend.active().conv2d_backward(dy, self.x, self.w, self.stride, self.padding)
 
 
-class Conv2dNoBias(Function):
-    def forward(self, x, w, stride=1, padding=0):
-        self.x, self.w, self.stride, self.padding = x, w, stride, padding
-        return backend.active().conv2d_forward(x, w, None, stride, padding)
-
-    def backward(self, dy):
-        dx, dw, _ = backend.active().conv2d_backward(dy, self.x, self.w, self.stride, self.padding)
-        return dx, dw
-
-
 def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """y (N, K, P, Q) = x (N, C, H, W) convolved with w (K, C, R, S), plus b (K,)."""
-    if b is None:
-        return Conv2dNoBias.apply(x, w, stride=stride, padding=padding)
     return Conv2d.apply(x, w, b, stride=stride, padding=padding)
 
 
@@ -63,21 +53,11 @@ class Linear(Function):
         return backend.active().linear_backward(dy, self.x, self.w)
 
 
-class LinearNoBias(Function):
-    def forward(self, x, w):
-        self.x, self.w = x, w
-        return backend.active().linear_forward(x, w, None)
-
-    def backward(self, dy):
-        dx, dw, _ = backend.active().linear_backward(dy, self.x, self.w)
-        return dx, dw
-
-
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """y = x @ w.T + b for x of shape (N, in) or (..., in); w (out, in), b (out,)."""
     lead = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-    y = LinearNoBias.apply(flat, w) if b is None else Linear.apply(flat, w, b)
+    y = Linear.apply(flat, w, b)
     return y.reshape(*lead, w.shape[0]) if x.ndim != 2 else y
 
 
@@ -174,7 +154,8 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
 
 def binary_cross_entropy_with_logits(logits: Tensor, targets) -> Tensor:
     """mean(max(z, 0) - z * t + log(1 + exp(-|z|))): BCE of sigmoid(z), without overflow."""
-    t = targets if isinstance(targets, Tensor) else Tensor(targets)
+    target_data = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    t = Tensor(target_data.astype(logits.dtype))  # float targets of the logits' dtype
     positive_part = logits.relu()
     softplus = ((-(logits.relu() + (-logits).relu())).exp() + 1.0).log()  # log(1 + exp(-|z|))
     return (positive_part - logits * t + softplus).mean()

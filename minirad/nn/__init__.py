@@ -1,5 +1,40 @@
 """Layers, losses and their container, Module; names and weight layouts as in PyTorch."""
 
+from minirad.nn import checkpoint
+from minirad.nn.attention import AdditiveAttention
+from minirad.nn.layers import (
+    Conv2d,
+    Dropout,
+    Embedding,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
+from minirad.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
 from minirad.nn.module import Module, Parameter
+from minirad.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
-__all__ = ["Module", "Parameter"]
+__all__ = [
+    "AdditiveAttention",
+    "BCEWithLogitsLoss",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "Linear",
+    "MaxPool2d",
+    "Module",
+    "Parameter",
+    "RNN",
+    "RNNCell",
+    "ReLU",
+    "Sequential",
+    "checkpoint",
+]

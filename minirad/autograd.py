@@ -140,11 +140,13 @@ class Tensor:
     def __radd__(self, other):
         return Add.apply(other, self)
 
+    # Python numbers become tensors of self's dtype *before* Neg/Pow see them: alone they
+    # would be float64 and, under NumPy 2's promotion rules, upcast a float32 result.
     def __sub__(self, other):
-        return Add.apply(self, Neg.apply(other))
+        return Add.apply(self, Neg.apply(as_tensor(other, like=self)))
 
     def __rsub__(self, other):
-        return Add.apply(other, Neg.apply(self))
+        return Add.apply(as_tensor(other, like=self), Neg.apply(self))
 
     def __neg__(self):
         return Neg.apply(self)
@@ -156,10 +158,10 @@ class Tensor:
         return Mul.apply(other, self)
 
     def __truediv__(self, other):
-        return Mul.apply(self, Pow.apply(other, exponent=-1.0))
+        return Mul.apply(self, Pow.apply(as_tensor(other, like=self), exponent=-1.0))
 
     def __rtruediv__(self, other):
-        return Mul.apply(other, Pow.apply(self, exponent=-1.0))
+        return Mul.apply(as_tensor(other, like=self), Pow.apply(self, exponent=-1.0))
 
     def __pow__(self, exponent: float):
         return Pow.apply(self, exponent=float(exponent))

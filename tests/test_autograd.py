@@ -122,3 +122,11 @@ def test_auto_prefers_a_fast_backend_here():
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown backend 'tpu'"):
         backend.use_backend("tpu")
+
+
+def test_python_numbers_keep_float32():
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    for y in (x - 0.5, 0.5 - x, x / 2.0, 2.0 / x, x * 2.0, x + 1, x**2):
+        assert y.dtype == np.float32, f"{y.dtype} from float32 and a Python number"
+    (x / 2.0 - 0.5).sum().backward()
+    assert x.grad.dtype == np.float32

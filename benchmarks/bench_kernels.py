@@ -9,11 +9,13 @@ How it is timed (and why):
     PyTorch LSTM once took 105 ms instead of 2 ms that way). Every process keeps its library
     defaults (all cores).
   * Contenders are interleaved: round after round, each process times a few calls of the same
-    case in turn (the order rotates), with a short pause between them so that the last
-    process's spinning threads go to sleep. The median over all rounds is reported, so a burst
+    case in turn (the order rotates), with a pause of 0.3 s between them so that the last
+    process's spinning threads go to sleep: OpenBLAS's threads busy-wait ~0.1 s after a call,
+    and with a 50 ms pause a waiting NumPy process made torch's LSTM 3x slower (6.5 vs 2.0
+    ms). The median over all rounds is reported, so a burst
     of load from elsewhere on the machine hits every contender alike.
   * The first call of each case in each process is a warm-up (Numba compiles there) and is not
-    timed. Compile times are reported separately by `--compile`.
+    timed. Compile times are measured by benchmarks/compile_time.py.
   * The machine's matmul rate (float32 GEMM 1024^3 through NumPy's BLAS, median) is measured in
     the same run, and every kernel's GFLOP/s is also given as a fraction of it.
 
@@ -289,7 +291,7 @@ def _matmul_gflops(reps: int = 7) -> float:
     return 2 * 1024**3 / statistics.median(times) / 1e9
 
 
-def run(cases: list[Case], rounds: int, reps: int, contenders=CONTENDERS, pause: float = 0.05):
+def run(cases: list[Case], rounds: int, reps: int, contenders=CONTENDERS, pause: float = 0.3):
     ctx = mp.get_context("spawn")
     workers = {}
     for name in contenders:

@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # (name, file, exact text, replacement). Each text must occur exactly once in its file.
+# Bugs in the references are hunted by the whole suite; bugs in the GPU kernels by the emulated
+# property tests (GPU_TESTS), which is where such a bug is caught when no GPU exists.
 MUTATIONS = [
     (
         "conv loop dx sign",
@@ -142,9 +144,42 @@ MUTATIONS = [
         "dlogits /= M",
         "dlogits /= N",
     ),
+    # GPU kernels: the classic bugs of a CUDA course.
+    (
+        "conv2d.cu tiled: missing barrier",
+        "kernels/conv2d/conv2d.cu",
+        "__syncthreads();  // the tiles are complete before anyone reads them",
+        ";",
+    ),
+    (
+        "conv2d.cu db reduction: missing barrier",
+        "kernels/conv2d/conv2d.cu",
+        "__syncthreads();  // this level's sums are written before the next level reads them",
+        ";",
+    ),
+    (
+        "numba cuda conv dw: off-by-one",
+        "kernels/conv2d/numba_cuda.py",
+        "for q in range(Q):\n                    total += dy[n, k, p, q] * x_padded(",
+        "for q in range(Q - 1):\n                    total += dy[n, k, p, q] * x_padded(",
+    ),
+    (
+        "numba cuda matmul: missing barrier",
+        "kernels/linear/numba_cuda.py",
+        "numba_cuda.syncthreads()  # tiles complete before anyone reads them",
+        "pass",
+    ),
+    (
+        "numba cuda softmax: missing barrier",
+        "kernels/softmax/numba_cuda.py",
+        "numba_cuda.syncthreads()  # every partial written before anyone combines them",
+        "pass",
+    ),
 ]
 
-TEST_COMMAND = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests"]
+GPU_TESTS = ["tests/test_kernels.py", "-k", "emulated"]
+
+TEST_COMMAND = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
 
 
 def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, float]:
@@ -161,12 +196,15 @@ def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, f
             )
         target.write_text(source.replace(old, new))
         env = {**os.environ, "PYTHONPATH": tmp, "HYPOTHESIS_PROFILE": "ci"}
+        selection = GPU_TESTS if file.endswith((".cu", "numba_cuda.py")) else ["tests"]
         start = time.perf_counter()
-        result = subprocess.run(TEST_COMMAND, cwd=tmp, env=env, capture_output=True, text=True)
+        result = subprocess.run(
+            TEST_COMMAND + selection, cwd=tmp, env=env, capture_output=True, text=True
+        )
         elapsed = time.perf_counter() - start
         first_failure = next(
-            (line for line in result.stdout.splitlines() if line.startswith("FAILED")), ""
-        )
+            (line for line in result.stdout.splitlines() if line.startswith("E   ")), ""
+        ).strip()
         return result.returncode != 0, first_failure, elapsed
 
 
@@ -178,7 +216,7 @@ def main(words: list[str]) -> int:
         caught, failure, elapsed = run_mutation(name, file, old, new)
         missed += not caught
         verdict = "caught" if caught else "MISSED"
-        print(f"{verdict:7} {name:34} ({elapsed:4.1f} s) {failure[:110]}", flush=True)
+        print(f"{verdict:7} {name:40} ({elapsed:5.1f} s) {failure[:160]}", flush=True)
     return 1 if missed else 0
 
 

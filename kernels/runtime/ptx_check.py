@@ -29,6 +29,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from kernels.smoke import exercise_every_op
+
 FAMILIES = ("conv2d", "maxpool2d", "linear", "rnn", "softmax")
 
 
@@ -62,7 +64,7 @@ def record_signatures() -> dict[str, list[list]]:
         for attribute, kernel in vars(module).items():
             if isinstance(kernel, FakeCUDAKernel) and not kernel._device:
                 _wrap(kernel, f"{family}:{attribute}", seen)
-    _run_every_op()
+    exercise_every_op("cuda")
     return {key: [json.loads(s) for s in sorted(sigs)] for key, sigs in seen.items()}
 
 
@@ -76,52 +78,6 @@ def _wrap(kernel, key: str, seen: dict[str, set[str]]) -> None:
             return base.__call__(self, *args)
 
     kernel.__class__ = Recording
-
-
-def _run_every_op() -> None:
-    import kernels
-
-    rng = np.random.default_rng(0)
-    backend = kernels.get("cuda")
-    for family, versions in backend.versions.items():
-        for version in versions:
-            ops = kernels.get("cuda", **{family: version})
-            for dtype in (np.float32, np.float64):
-
-                def a(*shape, dtype=dtype):
-                    return rng.standard_normal(shape).astype(dtype)
-
-                _exercise(ops, family, a)
-
-
-def _exercise(ops, family: str, a) -> None:
-    if family == "conv2d":
-        x, w = a(1, 2, 5, 5), a(2, 2, 3, 3)
-        y = ops.conv2d_forward(x, w, a(2), 1, 1)
-        ops.conv2d_backward(y, x, w, 1, 1)
-    elif family == "maxpool2d":
-        x = a(1, 2, 4, 4)
-        y, argmax = ops.maxpool2d_forward(x, 2)
-        ops.maxpool2d_backward(y, argmax, x.shape, 2)
-    elif family == "linear":
-        x, w = a(2, 3), a(4, 3)
-        y = ops.linear_forward(x, w, a(4))
-        ops.linear_backward(y, x, w)
-    elif family == "rnn":
-        x, h, c = a(2, 3), a(2, 2), a(2, 2)
-        h_new = ops.rnn_tanh_cell_forward(x, h, a(2, 3), a(2, 2), a(2), a(2))
-        ops.rnn_tanh_cell_backward(h_new, x, h, a(2, 3), a(2, 2), h_new)
-        h_new, c_new, cache = ops.lstm_cell_forward(x, h, c, a(8, 3), a(8, 2), a(8), a(8))
-        ops.lstm_cell_backward(h_new, c_new, cache)
-        h_new, cache = ops.gru_cell_forward(x, h, a(6, 3), a(6, 2), a(6), a(6))
-        ops.gru_cell_backward(h_new, cache)
-    elif family == "softmax":
-        x = a(2, 3)
-        y = ops.softmax(x, -1)
-        ops.softmax_backward(x, y, -1)
-        y = ops.log_softmax(x, -1)
-        ops.log_softmax_backward(x, y, -1)
-        ops.softmax_cross_entropy(x, np.array([0, -100]), -100)
 
 
 # -- step 2: the real compiler ------------------------------------------------------------------

@@ -34,8 +34,16 @@ def matmul(runtime, version: str, A, B, a_strides, b_strides, M: int, N: int, K:
     """
     C = runtime.xp.empty((M, N), dtype=A.dtype)
     grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
-    args = (A, B, C, np.int32(M), np.int32(N), np.int32(K), *map(np.int32, a_strides),
-            *map(np.int32, b_strides))
+    args = (
+        A,
+        B,
+        C,
+        np.int32(M),
+        np.int32(N),
+        np.int32(K),
+        *map(np.int32, a_strides),
+        *map(np.int32, b_strides),
+    )
     runtime.load(SOURCE).launch(f"matmul_{version}_{suffix(A.dtype)}", grid, (TILE, TILE), args)
     return C
 

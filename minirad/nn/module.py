@@ -29,6 +29,10 @@ class Parameter(Tensor):
 class Module:
     """Base class of every layer and model. Subclasses write __init__ and forward."""
 
+    _parameters: dict[str, Parameter]
+    _modules: dict[str, Module]
+    training: bool
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})

@@ -1,0 +1,184 @@
+"""The labeler: it must recover the findings from generated reports and read human phrasing.
+
+Two kinds of evidence. (a) On 2,000 random studies, labeling the grammar's report must give back
+the study's findings (micro-F1 of the positive class > 0.99). (b) A table of hand-written
+sentences, phrased as people write and as reports.py never does, with the labels CheXpert's rules
+give them: negation, uncertainty, synonyms, "or" lists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minirad.data.findings import (
+    FINDINGS,
+    NEGATIVE,
+    POSITIVE,
+    SEVERITIES,
+    SIDES,
+    UNCERTAIN,
+    ZONES,
+    Finding,
+    Study,
+)
+from minirad.data.labeler import label_report
+from minirad.data.reports import write_report
+
+DEVICES = ("endotracheal tube", "central line", "nasogastric tube", "pacemaker", "chest tube")
+
+
+def random_finding(name: str, rng: np.random.Generator) -> Finding:
+    """A finding with the attributes that fit it, each sometimes left out (None)."""
+
+    def maybe(options):  # an attribute is unknown a fifth of the time
+        return None if rng.random() < 0.2 else options[int(rng.integers(len(options)))]
+
+    if name == "cardiomegaly":
+        ratio = float(rng.uniform(0.52, 0.75))  # cardiothoracic ratio; above 0.5 is enlarged
+        severity = SEVERITIES[min(int((ratio - 0.5) / 0.08), 2)] if rng.random() < 0.8 else None
+        return Finding(name, severity=severity, value=ratio)
+    if name in ("pleural_effusion", "pneumothorax"):
+        return Finding(name, side=maybe(SIDES), severity=maybe(SEVERITIES))
+    if name in ("nodule", "mass"):
+        low, high = (4, 30) if name == "nodule" else (30, 80)
+        side = maybe(("left", "right"))
+        return Finding(name, side=side, zone=maybe(ZONES), value=float(rng.integers(low, high)))
+    if name == "edema":
+        return Finding(name, severity=maybe(SEVERITIES))
+    if name == "support_device":
+        return Finding(name, detail=maybe(DEVICES))
+    return Finding(name, side=maybe(SIDES), zone=maybe(ZONES))  # consolidation, atelectasis
+
+
+def random_study(rng: np.random.Generator) -> Study:
+    """A third of studies normal; otherwise each finding present with probability 0.3."""
+    if rng.random() < 1 / 3:
+        return Study()
+    names = [name for name in FINDINGS if rng.random() < 0.3]
+    return Study(tuple(random_finding(name, rng) for name in names))
+
+
+def positive_micro_f1(studies: list[Study], reports: list[str]) -> tuple[float, list[str]]:
+    """Micro-F1 of label == POSITIVE against study.present(), and the reports that disagree."""
+    tp = fp = fn = 0
+    wrong = []
+    for study, report in zip(studies, reports, strict=True):
+        labels, truth = label_report(report), study.present()
+        for name in FINDINGS:
+            predicted = labels[name] == POSITIVE
+            tp += predicted and name in truth
+            fp += predicted and name not in truth
+            fn += (not predicted) and name in truth
+            if predicted != (name in truth):
+                wrong.append(f"{name}: {report!r}")
+    return 2 * tp / max(2 * tp + fp + fn, 1), wrong
+
+
+def test_labeler_recovers_findings_of_generated_reports():
+    rng = np.random.default_rng(2024)
+    studies = [random_study(rng) for _ in range(2000)]
+    reports = [write_report(study, rng) for study in studies]
+    f1, wrong = positive_micro_f1(studies, reports)
+    assert f1 > 0.99, f"micro-F1 {f1:.4f}; first disagreements:\n" + "\n".join(wrong[:5])
+
+
+def test_labeler_on_phantom_studies_if_available():
+    phantom = pytest.importorskip("minirad.data.phantom")
+    if not hasattr(phantom, "sample_study"):
+        pytest.skip("minirad.data.phantom has no sample_study(rng)")
+    rng = np.random.default_rng(7)
+    studies = [phantom.sample_study(rng) for _ in range(500)]
+    reports = [write_report(study, rng) for study in studies]
+    f1, wrong = positive_micro_f1(studies, reports)
+    assert f1 > 0.99, f"micro-F1 {f1:.4f}; first disagreements:\n" + "\n".join(wrong[:5])
+
+
+P, N, U = POSITIVE, NEGATIVE, UNCERTAIN
+# (sentence, the labels of the findings it mentions; every other finding must be None)
+HAND_WRITTEN = [
+    ("There is blunting of the left costophrenic angle.", {"pleural_effusion": P}),
+    ("Heart is top-normal in size.", {"cardiomegaly": N}),
+    ("Possible small right apical pneumothorax.", {"pneumothorax": U}),
+    ("Cannot exclude early pneumonia.", {"consolidation": U}),
+    ("Lungs are clear bilaterally.", {"consolidation": N, "edema": N, "atelectasis": N}),
+    ("No evidence of acute airspace disease.", {"consolidation": N}),
+    ("ET tube terminates 4 cm above the carina.", {"support_device": P}),
+    ("Interval resolution of the left effusion.", {"pleural_effusion": N}),
+    ("No pleural effusion or pneumothorax.", {"pleural_effusion": N, "pneumothorax": N}),
+    (
+        "Negative for pneumothorax, effusion, or consolidation.",
+        {"pneumothorax": N, "pleural_effusion": N, "consolidation": N},
+    ),
+    ("The cardiac silhouette is enlarged.", {"cardiomegaly": P}),
+    ("Stable cardiomegaly.", {"cardiomegaly": P}),
+    ("Borderline cardiomegaly.", {"cardiomegaly": U}),
+    ("Mild enlargement of the cardiac silhouette.", {"cardiomegaly": P}),
+    ("Heart size remains within normal limits.", {"cardiomegaly": N}),
+    ("Bibasilar opacities likely reflect atelectasis.", {"atelectasis": U}),
+    (
+        "Left lower lobe opacity, atelectasis versus pneumonia.",
+        {"atelectasis": U, "consolidation": U},
+    ),
+    ("Findings suggestive of mild interstitial edema.", {"edema": U}),
+    ("Pulmonary vascular congestion.", {"edema": P}),
+    ("The previously seen right pneumothorax has resolved.", {"pneumothorax": N}),
+    ("A 9 mm nodular opacity projects over the right mid lung.", {"nodule": P}),
+    ("No suspicious nodules or masses.", {"nodule": N, "mass": N}),
+    ("Large right hilar mass.", {"mass": P}),
+    ("Right IJ catheter tip in the mid SVC.", {"support_device": P}),
+    ("Dual-lead pacemaker unchanged in position.", {"support_device": P}),
+    ("Interval removal of the nasogastric tube.", {"support_device": N}),
+    ("Streaky left basilar atelectatic change.", {"atelectasis": P}),
+    ("Mild volume loss in the right lower lobe.", {"atelectasis": P}),
+    (
+        "No focal consolidation, but there is a small left effusion.",
+        {"consolidation": N, "pleural_effusion": P},
+    ),
+    ("Small left effusion without pneumothorax.", {"pleural_effusion": P, "pneumothorax": N}),
+    ("Right lower lobe consolidation could represent aspiration.", {"consolidation": U}),
+    ("Pneumonia cannot be ruled out.", {"consolidation": U}),
+    ("Trachea is midline.", {}),
+    ("Small pericardial effusion.", {}),
+    ("Clear of focal airspace consolidation.", {"consolidation": N}),
+    ("Probable small left pleural effusion.", {"pleural_effusion": U}),
+    ("Multifocal pneumonia has worsened.", {"consolidation": P}),
+    ("Free of pulmonary edema.", {"edema": N}),
+    ("No change in the small right pleural effusion.", {"pleural_effusion": P}),
+    ("Costophrenic angles are sharp.", {"pleural_effusion": N}),
+    ("The heart is not enlarged.", {"cardiomegaly": N}),
+    ("Retrocardiac opacity which may represent atelectasis.", {"atelectasis": U}),
+    (
+        "Right lung is clear of consolidation, and there is a small right effusion.",
+        {"consolidation": N, "pleural_effusion": P},
+    ),
+    ("Endotracheal tube has been removed.", {"support_device": N}),
+    ("Left lower lobe collapse.", {"atelectasis": P}),
+    ("Apical pleural line consistent with pneumothorax.", {"pneumothorax": P}),
+    ("Left PICC line tip in the SVC.", {"support_device": P}),
+]
+
+
+@pytest.mark.parametrize(("sentence", "expected"), HAND_WRITTEN, ids=[s for s, _ in HAND_WRITTEN])
+def test_labeler_reads_hand_written_sentences(sentence, expected):
+    labels = label_report(sentence)
+    mentioned = {name: label for name, label in labels.items() if label is not None}
+    assert mentioned == expected, f"{sentence!r}: got {mentioned}, expected {expected}"
+
+
+def test_labels_aggregate_positive_over_uncertain_over_negative():
+    text = "No effusion. Possible left effusion. Small left effusion. Possible pneumothorax."
+    labels = label_report(text)
+    assert labels["pleural_effusion"] == POSITIVE
+    assert labels["pneumothorax"] == UNCERTAIN
+    assert label_report("No pneumothorax. Possible pneumothorax.")["pneumothorax"] == UNCERTAIN
+
+
+def test_empty_report_mentions_nothing():
+    assert label_report("") == dict.fromkeys(FINDINGS)
+    assert label_report("FINDINGS:\n\nIMPRESSION:") == dict.fromkeys(FINDINGS)
+
+
+def test_every_finding_has_a_key():
+    labels = label_report("Normal chest radiograph.")
+    assert list(labels) == list(FINDINGS)

@@ -3,6 +3,8 @@
     minirad            the version and the kernel backends that run here
     minirad doctor     versions, BLAS, GPU/simulator facts, and why each backend can or cannot run
     minirad bench      time every kernel against PyTorch (benchmarks/bench_kernels.py)
+    minirad data synth --n N --seed S --out DIR
+                       phantom radiographs + reports in R2Gen's layout, and a contact sheet
 
 Every command exits 0 on success and 1 with a one-line message on bad input; no traceback.
 """
@@ -49,6 +51,14 @@ def _bench(bench_args: list[str]) -> int:
     return subprocess.run([sys.executable, str(script), *bench_args]).returncode
 
 
+def _data_synth(args: argparse.Namespace) -> int:
+    from minirad.data.synth import synthesize_dataset
+
+    out = synthesize_dataset(args.out, n=args.n, seed=args.seed, size=args.size)
+    print(f"wrote {args.n} phantoms to {out}/ (annotation.json, images/, contact_sheet.png)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minirad", description="Deep learning from the inside: kernels to reports."
@@ -58,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
     doctor = commands.add_parser("doctor", help="what this machine offers and why not")
     doctor.set_defaults(run=_doctor)
+    data = commands.add_parser("data", help="synthesize and inspect datasets")
+    data_commands = data.add_subparsers(title="data commands", required=True)
+    synth = data_commands.add_parser("synth", help="write a phantom dataset (R2Gen layout)")
+    synth.add_argument("--n", type=int, default=100, help="number of images (default 100)")
+    synth.add_argument("--seed", type=int, default=0, help="the same seed gives identical files")
+    synth.add_argument("--out", required=True, help="a new or empty directory")
+    synth.add_argument("--size", type=int, default=128, help="image side in pixels")
+    synth.set_defaults(run=_data_synth)
     # Listed for --help; its options belong to the benchmark script (see main).
     commands.add_parser("bench", help="time every kernel against PyTorch (minirad bench --help)")
     return parser

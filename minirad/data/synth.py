@@ -1,0 +1,86 @@
+"""`minirad data synth`: a phantom dataset in R2Gen's layout, written whole or not at all.
+
+    DIR/
+      images/<id>.png        the radiographs (8-bit grey)
+      annotation.json        {"train": [...], "val": [...], "test": [...]}, each item
+                             {"id", "report", "image_path": ["images/<id>.png"], "split",
+                              "findings": [the ground truth, as Finding dicts]}
+      contact_sheet.png      the first 16 images with their findings
+
+The same (n, seed, size) gives byte-identical files: image i and its report come from
+generators seeded by (seed, i), JSON keys are written in a fixed order, and PNGs carry no
+timestamp. The whole directory is built beside DIR under a temporary name and renamed at the
+end, so an interrupted run leaves no half-written dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from minirad.data.phantom import caption, contact_sheet, synthesize
+from minirad.data.reports import write_report
+
+SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
+
+
+def split_of(index: int, n: int) -> str:
+    """The first 70% of the indices are train, the next 10% val, the last 20% test."""
+    cumulative = 0.0
+    for name, share in SPLITS:
+        cumulative += share
+        if index < round(cumulative * n):
+            return name
+    return SPLITS[-1][0]
+
+
+def synthesize_dataset(out: str | Path, n: int, seed: int, size: int = 128) -> Path:
+    """Write n phantoms with reports to `out` (which must not exist or be empty)."""
+    out = Path(out)
+    if n < 1:
+        raise ValueError(f"--n: need at least one image, got {n}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out}: exists and is not an empty directory; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        _write(staging, n, seed, size)
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _write(root: Path, n: int, seed: int, size: int) -> None:
+    (root / "images").mkdir()
+    annotation: dict[str, list] = {name: [] for name, _ in SPLITS}
+    samples = synthesize(n, seed, size=size)
+    for index, (image, study) in enumerate(samples):
+        image_id = f"phantom-{seed}-{index:06d}"
+        relative = f"images/{image_id}.png"
+        Image.fromarray(image).save(root / relative)
+        report = write_report(study, np.random.default_rng([seed, index, 1]))
+        split = split_of(index, n)
+        annotation[split].append(
+            {
+                "id": image_id,
+                "report": report,
+                "image_path": [relative],
+                "split": split,
+                "findings": study.to_list(),
+            }
+        )
+    (root / "annotation.json").write_text(json.dumps(annotation, indent=1) + "\n")
+    first = samples[:16]
+    contact_sheet(
+        [image for image, _ in first], [caption(s) for _, s in first], root / "contact_sheet.png"
+    )

@@ -42,19 +42,17 @@ def _blas() -> str:
 
 
 def _cuda_facts() -> list[tuple[str, str]]:
-    import numba
+    from kernels.runtime.numba_cuda import cuda, simulator_on
 
-    simulator = bool(numba.core.config.ENABLE_CUDASIM)
-    facts = [("CUDA simulator", "on (NUMBA_ENABLE_CUDASIM=1)" if simulator else "off")]
+    # Let the cuda backend decide first: it switches the simulator on where no GPU driver
+    # exists, which is only possible before numba.cuda is imported.
+    numba_cuda = cuda()
+    simulator = simulator_on()
+    facts = [("CUDA simulator", "on (no GPU driver found)" if simulator else "off")]
     if simulator:
-        facts.append(("CUDA GPU (numba)", "not probed: the simulator replaces the GPU"))
+        facts.append(("CUDA GPU (numba)", "no: the simulator replaces the GPU"))
     else:
-        try:
-            from numba import cuda
-
-            gpu = "yes" if cuda.is_available() else "no (no driver or no device)"
-        except Exception as error:
-            gpu = f"no ({type(error).__name__}: {error})"
+        gpu = "yes" if numba_cuda.is_available() else "no (no driver or no device)"
         facts.append(("CUDA GPU (numba)", gpu))
     try:
         import cupy

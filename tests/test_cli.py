@@ -43,3 +43,19 @@ def test_version_and_help(flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([flag])
     assert exit_info.value.code == 0
+
+
+def test_doctor_and_the_summary_agree_on_backends_in_fresh_processes():
+    """doctor probes numba.cuda itself; it must not keep the cuda backend from its simulator."""
+
+    def run(*args):
+        command = [sys.executable, "-m", "minirad.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    summary = run().splitlines()[1].split(": ", 1)[1].split(", ")
+    doctor = [
+        line.split()[1]
+        for line in run("doctor").splitlines()
+        if line.startswith("backend ") and line.split(None, 2)[2] == "available"
+    ]
+    assert doctor == summary

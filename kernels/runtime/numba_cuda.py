@@ -97,7 +97,12 @@ def unavailable_reason() -> str | None:
     if simulator_on():
         return None
     if not numba_cuda.is_available():
-        return "no CUDA GPU, and NUMBA_ENABLE_CUDASIM is set to 0"
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "0":
+            return "no CUDA GPU, and NUMBA_ENABLE_CUDASIM is set to 0"
+        return (
+            "no CUDA GPU, and numba.cuda was imported before minirad could switch the "
+            "simulator on; set NUMBA_ENABLE_CUDASIM=1"
+        )
     if _xp() is np:
         return "a GPU is present but cupy is not installed (pip install minirad[gpu])"
     return None

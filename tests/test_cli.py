@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -48,9 +49,13 @@ def test_version_and_help(flag, capsys):
 def test_doctor_and_the_summary_agree_on_backends_in_fresh_processes():
     """doctor probes numba.cuda itself; it must not keep the cuda backend from its simulator."""
 
+    # A user's fresh shell: the simulator switch is minirad's to make (pytest's own process
+    # has already made it, and children would inherit it).
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+
     def run(*args):
         command = [sys.executable, "-m", "minirad.cli", *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        return subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
 
     summary = run().splitlines()[1].split(": ", 1)[1].split(", ")
     doctor = [

@@ -185,9 +185,12 @@ TEST_COMMAND = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovi
 def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, float]:
     """Apply one mutation to a copy of the tree; True if a test failed."""
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(ROOT / "kernels", Path(tmp) / "kernels")
-        shutil.copytree(ROOT / "tests", Path(tmp) / "tests")
-        shutil.copy(ROOT / "pyproject.toml", Path(tmp) / "pyproject.toml")
+        # Everything the test suite reads: the sources, the tests, and the README (its examples
+        # are tested). minirad itself is imported from the copy too, so PYTHONPATH is the copy.
+        for folder in ("kernels", "minirad", "tests"):
+            shutil.copytree(ROOT / folder, Path(tmp) / folder)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / name, Path(tmp) / name)
         target = Path(tmp) / file
         source = target.read_text()
         if source.count(old) != 1:
@@ -205,7 +208,14 @@ def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, f
         first_failure = next(
             (line for line in result.stdout.splitlines() if line.startswith("E   ")), ""
         ).strip()
-        return result.returncode != 0, first_failure, elapsed
+        # pytest exits 1 when tests failed. Anything else (2: collection error or interrupted,
+        # 3/4: internal or usage error) means the suite never judged the mutant: not a catch.
+        if result.returncode not in (0, 1):
+            tail = (
+                result.stdout.strip().splitlines()[-1:] or result.stderr.strip().splitlines()[-1:]
+            )
+            raise SystemExit(f"{name}: the test run broke (exit {result.returncode}): {tail}")
+        return result.returncode == 1, first_failure, elapsed
 
 
 def main(words: list[str]) -> int:

@@ -43,22 +43,32 @@ def _matmul_nt_naive(a, b, out):
             out[i, j] = total
 
 
-def linear_forward_naive(x, w, b):
+def _forward_with(matmul_nt, x, w, b):
+    """y = x @ w.T (+ b) with one of the compiled matmul kernels (a times b transposed)."""
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
-    _matmul_nt_naive(x, w, y)
+    matmul_nt(x, w, y)
     if b is not None:
         _add_bias(y, np.ascontiguousarray(b))
     return y
 
 
-def linear_backward_naive(dy, x, w):
+def _backward_with(matmul_nt, dy, x, w):
+    """dx = dy @ w = dy @ (w.T).T and dw = dy.T @ x = dy.T @ (x.T).T with the same kernel."""
     dy, x, w = (np.ascontiguousarray(a) for a in (dy, x, w))
     dx = np.empty_like(x)
-    _matmul_nt_naive(dy, np.ascontiguousarray(w.T), dx)  # dx = dy @ w = dy @ (w.T).T
+    matmul_nt(dy, np.ascontiguousarray(w.T), dx)
     dw = np.empty_like(w)
-    _matmul_nt_naive(np.ascontiguousarray(dy.T), np.ascontiguousarray(x.T), dw)
+    matmul_nt(np.ascontiguousarray(dy.T), np.ascontiguousarray(x.T), dw)
     return dx, dw, _column_sums(dy)
+
+
+def linear_forward_naive(x, w, b):
+    return _forward_with(_matmul_nt_naive, x, w, b)
+
+
+def linear_backward_naive(dy, x, w):
+    return _backward_with(_matmul_nt_naive, dy, x, w)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,21 +96,11 @@ def _matmul_nt_tiled(a, b, out):
 
 
 def linear_forward_tiled(x, w, b):
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
-    y = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
-    _matmul_nt_tiled(x, w, y)
-    if b is not None:
-        _add_bias(y, np.ascontiguousarray(b))
-    return y
+    return _forward_with(_matmul_nt_tiled, x, w, b)
 
 
 def linear_backward_tiled(dy, x, w):
-    dy, x, w = (np.ascontiguousarray(a) for a in (dy, x, w))
-    dx = np.empty_like(x)
-    _matmul_nt_tiled(dy, np.ascontiguousarray(w.T), dx)
-    dw = np.empty_like(w)
-    _matmul_nt_tiled(np.ascontiguousarray(dy.T), np.ascontiguousarray(x.T), dw)
-    return dx, dw, _column_sums(dy)
+    return _backward_with(_matmul_nt_tiled, dy, x, w)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("minirad.data.phantom")
 
 from minirad.cli import main  # noqa: E402
+from minirad.data.datasets import load_r2gen_annotation  # noqa: E402
 from minirad.data.labeler import label_report  # noqa: E402
 from minirad.data.synth import synthesize_dataset  # noqa: E402
 
@@ -38,6 +39,16 @@ def test_r2gen_layout_with_ground_truth_the_labeler_reads_back(tmp_path):
         present = {f["name"] for f in item["findings"]}
         assert {n for n, v in labels.items() if v == 1} == present, item["report"]
     assert (root / "contact_sheet.png").stat().st_size > 0
+
+
+def test_the_dataset_loader_reads_a_synthesized_dataset_back(tmp_path):
+    root = synthesize_dataset(tmp_path / "e", n=10, seed=0, size=64)
+    records = load_r2gen_annotation(root / "annotation.json")
+    annotation = json.loads((root / "annotation.json").read_text())
+    items = [item for split in ("train", "val", "test") for item in annotation[split]]
+    assert [r.id for r in records] == [item["id"] for item in items]
+    assert [r.findings for r in records] == [item["findings"] for item in items]
+    assert all(r.image_paths[0].is_file() for r in records)
 
 
 def test_cli_refuses_a_non_empty_out_dir_with_one_line(tmp_path, capsys):

@@ -40,15 +40,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom")
 class Record:
     """One study: its images (frontal first where known), its report text and its split.
 
-    `findings` holds structured labels when the format has them (a class name, the phantom's
-    findings), otherwise None.
+    `findings` holds structured labels when the format has them, otherwise None: a dict (a class
+    name: {"label": "normal"}) or a list of Finding dicts (the phantom's ground truth).
     """
 
     id: str
     image_paths: list[Path]
     report: str
     split: str
-    findings: dict | None = None
+    findings: dict | list[dict] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,9 +143,21 @@ def _r2gen_record(item: object, split: str, image_dir: Path, where: str) -> Reco
         if not image.is_file():
             raise ValueError(f"{where}: image file not found: {image}")
     findings = item.get("findings")
-    if findings is not None and not isinstance(findings, dict):
-        raise ValueError(f"{where}: 'findings' must be an object")
+    if findings is not None and not _is_findings(findings):
+        raise ValueError(
+            f"{where}: 'findings' must be an object, or a list of objects each with a 'name'"
+        )
     return Record(str(item["id"]), image_paths, item["report"], split, findings)
+
+
+def _is_findings(value: object) -> bool:
+    """A findings entry is a dict (labels of any kind) or a list of Finding dicts (the phantom's
+    ground truth: [{"name": "nodule", "side": "left", ...}, ...])."""
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list) and all(
+        isinstance(f, dict) and isinstance(f.get("name"), str) for f in value
+    )
 
 
 def _check_unique_ids(records: list[Record], source: Path) -> None:

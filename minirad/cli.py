@@ -5,6 +5,13 @@
     minirad bench      time every kernel against PyTorch (benchmarks/bench_kernels.py)
     minirad data synth --n N --seed S --out DIR
                        phantom radiographs + reports in R2Gen's layout, and a contact sheet
+    minirad demo       phantoms -> reports (text, JSON, HTML, PNG) with the bundled weights
+    minirad train --data DIR --out MODEL.npz
+                       train the report generator (progress, validation, best checkpoint)
+    minirad evaluate --data DIR [--split test] [--json]
+                       clinical F1, BLEU, ROUGE-L, CIDEr of a model and of two baselines
+    minirad report IMAGE_OR_DIR... [--out DIR] [--beam K] [--json]
+                       reviewed reports for PNG/JPEG/DICOM files
 
 Every command exits 0 on success and 1 with a one-line message on bad input; no traceback.
 """
@@ -12,14 +19,24 @@ Every command exits 0 on success and 1 with a one-line message on bad input; no 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-import kernels
 from minirad import __version__
+
+# The commands that run the report model. Its matrices are small (a batch of 32 against a few
+# hundred units), where OpenBLAS's extra threads gain nothing, and when the cores are shared
+# (two training runs, a notebook beside a run) its spinning threads made each epoch 2-5x
+# slower. The variable only works before NumPy is first imported, hence main() below and the
+# imports inside the functions. A value the user set is kept.
+MODEL_COMMANDS = ("train", "evaluate", "report", "demo")
 
 
 def _summary(_: argparse.Namespace) -> int:
+    import kernels
+
     print(f"minirad {__version__}")
     print(f"kernel backends available here: {', '.join(kernels.available())}")
     print("run `minirad doctor` for details, `minirad --help` for the commands")
@@ -59,6 +76,111 @@ def _data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from minirad.models.train_report import TrainConfig, curves_path, train_report_model
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        cell=args.cell,
+        image_size=args.image_size,
+        val_limit=args.val_limit,
+    )
+    result = train_report_model(args.data, args.out, config, resume=args.resume)
+    out = Path(args.out)
+    best = result.history.best_epoch()
+    print(f"best model (epoch {best}) in {out}; curves in {curves_path(out)}")
+    return 130 if result.interrupted else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from minirad.report.evaluation import evaluate, format_results
+    from minirad.report.pipeline import default_model_path
+
+    model = args.model or default_model_path()
+    method = "beam" if args.beam > 1 else "greedy"
+    results = evaluate(
+        model, args.data, args.split, method, args.beam, args.limit, args.train_data
+    )
+    print(json.dumps(results, indent=2) if args.json else format_results(results))
+    return 0
+
+
+def _image_files(arguments: list[str]) -> list[Path]:
+    """The files named, and the image files inside each folder named (sorted, recursively)."""
+    from minirad.data.datasets import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not inside:
+                raise ValueError(f"{path}: no PNG, JPEG, TIFF or DICOM file inside")
+            files += inside
+        else:
+            files.append(path)  # a missing or bad file is reported by the reader, one line
+    return files
+
+
+def _output_stems(files: list[Path]) -> dict[Path, str]:
+    """The name each input's outputs get: its stem ("chest" for chest.dcm), or, where two inputs
+    share a stem (chest.dcm and chest.jpg), the stem and the suffix ("chest-dcm", "chest-jpg"),
+    so that no report overwrites another."""
+    counts: dict[str, int] = {}
+    for path in files:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    stems = {}
+    for path in files:
+        shared = counts[path.stem] > 1 and path.suffix
+        stems[path] = f"{path.stem}-{path.suffix[1:].lower()}" if shared else path.stem
+    return stems
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from minirad.report.pipeline import Reporter
+    from minirad.report.render import to_text, write_outputs
+
+    reporter = Reporter(args.model)
+    method = "beam" if args.beam > 1 else "greedy"
+    failed, results = 0, []
+    files = _image_files(args.images)
+    stems = _output_stems(files)
+    for path in files:
+        try:
+            report = reporter.report_file(path, method=method, width=args.beam)
+        except ValueError as error:  # ImageReadError included: one line, then the next file
+            print(f"minirad: error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.out:
+            write_outputs(report, args.out, stems[path])
+        if args.json:
+            results.append(report.to_dict())
+        else:
+            print(f"== {path}\n{to_text(report)}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if args.out:
+        print(f"reports written to {args.out}/", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from minirad.report.demo import run_demo
+
+    run_demo(args.out, n=args.n, seed=args.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minirad", description="Deep learning from the inside: kernels to reports."
@@ -76,6 +198,51 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="a new or empty directory")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.set_defaults(run=_data_synth)
+    demo = commands.add_parser("demo", help="phantoms -> reviewed reports with the bundled model")
+    demo.add_argument(
+        "--out", default="minirad-demo", help="folder for the demo (default ./minirad-demo)"
+    )
+    demo.add_argument("--n", type=int, default=4, help="number of phantoms (default 4)")
+    demo.add_argument(
+        "--seed", type=int, default=2026, help="phantom seed (never used in training)"
+    )
+    demo.set_defaults(run=_demo)
+
+    train = commands.add_parser("train", help="train the report generator on a dataset folder")
+    train.add_argument("--data", required=True, help="annotation.json folder or IU X-Ray CSVs")
+    train.add_argument("--out", required=True, help="MODEL.npz: the best checkpoint")
+    train.add_argument("--epochs", type=int, default=12)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--seed", type=int, default=0, help="the same seed gives the same weights")
+    train.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    train.add_argument("--image-size", type=int, default=128)
+    train.add_argument("--val-limit", type=int, default=300, help="validation studies per epoch")
+    train.add_argument("--warmup-epochs", type=int, default=3, help="finding head only, first")
+    train.add_argument("--finding-weight", type=float, default=1.0, help="lambda of the BCE")
+    train.add_argument("--resume", action="store_true", help="continue from MODEL.npz.last.npz")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="all metrics for a model and two baselines")
+    evaluate.add_argument("--data", required=True, help="dataset folder (with a train split)")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--model", help="MODEL.npz (default: the bundled weights)")
+    evaluate.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    evaluate.add_argument("--limit", type=int, help="score only the first N studies")
+    evaluate.add_argument(
+        "--train-data", help="the baselines' training set (default: the train split of --data)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(run=_evaluate)
+
+    report = commands.add_parser("report", help="reviewed reports for PNG/JPEG/DICOM images")
+    report.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    report.add_argument("--out", help="write <name>.txt/.json/.html/.png here")
+    report.add_argument("--model", help="MODEL.npz (default: the bundled weights)")
+    report.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of text")
+    report.set_defaults(run=_report)
+
     # Listed for --help; its options belong to the benchmark script (see main).
     commands.add_parser("bench", help="time every kernel against PyTorch (minirad bench --help)")
     return parser
@@ -83,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in MODEL_COMMANDS:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         if argv[:1] == ["bench"]:  # every later option is the benchmark's own
             return _bench(argv[1:])
@@ -91,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"minirad: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: no traceback; files are only ever written whole
+        print("minirad: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from minirad.autograd import Tensor, array_module, no_grad
 
 # ----------------------------------------------------------------------------------------------
@@ -60,6 +62,43 @@ class Optimizer:
     def update(self, p: Tensor, g, state: dict[str, Any]) -> None:  # pragma: no cover
         """Change p.data in place given its gradient g (an array of p's shape)."""
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What the optimizer remembers, as name -> host array, for a checkpoint (.npz).
+
+        "lr" and, for parameter number i (in `params` order) and each entry of its state,
+        "{i}.{entry}" ("3.exp_avg", "3.step"). Resuming from it continues exactly where the
+        saved run stopped: without the moments, Adam would restart with m = v = 0.
+        """
+        state = {"lr": np.asarray(self.lr)}
+        for i, p in enumerate(self.params):
+            for key, value in self.state[p].items():
+                state[f"{i}.{key}"] = np.asarray(value.get() if hasattr(value, "get") else value)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state_dict` saved; ValueError naming the entry that does not fit."""
+        per_param: list[dict[str, Any]] = [{} for _ in self.params]
+        for name, value in state.items():
+            if name == "lr":
+                continue
+            index, _, key = name.partition(".")
+            if not index.isdigit() or int(index) >= len(self.params) or not key:
+                raise ValueError(f"optimizer state: entry {name!r} names no parameter")
+            p = self.params[int(index)]
+            if value.ndim == 0:  # a counter such as "step"
+                per_param[int(index)][key] = value.item()
+            elif value.shape != p.shape:
+                raise ValueError(
+                    f"optimizer state: entry {name!r} has shape {value.shape}, "
+                    f"parameter {index} has {p.shape}"
+                )
+            else:
+                per_param[int(index)][key] = array_module(p.data).asarray(value, dtype=p.dtype)
+        if "lr" in state:
+            self.lr = float(state["lr"])
+        for p, entries in zip(self.params, per_param, strict=True):
+            self.state[p] = entries
 
 
 class SGD(Optimizer):

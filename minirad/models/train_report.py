@@ -1,0 +1,339 @@
+"""Train the report generator: `minirad train --data DIR --out MODEL.npz`.
+
+    result = train_report_model("phantoms/", "model.npz", TrainConfig(epochs=12, seed=0))
+
+One epoch = one pass over a fresh permutation of the training studies in mini-batches. Per batch:
+
+    word_logits, finding_logits = model(images, tokens)            teacher forcing
+    loss = CE(word_logits, tokens[:, 1:]; ignore <pad>) + lambda * BCE(finding_logits, labels)
+    loss.backward();  clip the global gradient norm;  Adam step
+
+with the learning rate annealed along a half cosine over the epochs. After each epoch the model
+writes (greedy) reports for the validation studies, which are scored by the clinical micro-F1 of
+the findings the labeler reads from them and by BLEU-4; the best epoch (F1 first, then BLEU-4)
+is kept in OUT.
+
+Files written next to OUT (each atomically: write to a temporary name, then rename):
+
+    OUT                  the best model so far (weights + vocabulary + preprocessing + scores)
+    OUT.last.npz         the end of the last finished epoch, with the optimizer's moments and the
+                         random generators' states: `--resume` continues from it exactly
+    OUT.curves.png       loss and validation scores per epoch
+
+Ctrl-C stops at once: OUT and OUT.last.npz stay as the last finished epoch left them (if no epoch
+has finished yet, the current weights are written to OUT so that there is a usable model).
+The same data and seed give the same weights: the initial weights, the batch order and the
+dropout masks come from generators seeded by `seed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from minirad import functional as F
+from minirad.autograd import Tensor
+from minirad.data.vocab import Vocabulary
+from minirad.metrics import clinical_scores, labels_from_reports, nlg_scores
+from minirad.models.report_checkpoint import load_report_model, save_report_model
+from minirad.models.report_data import ReportArrays, read_records, split
+from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
+from minirad.optim import Adam, CosineAnnealingLR, clip_grad_norm_
+from minirad.report.decoding import generate
+
+
+@dataclass
+class TrainConfig:
+    """The knobs of a training run (all stored in the checkpoint's info)."""
+
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    cell: str = "lstm"
+    image_size: int = 128
+    finding_weight: float = 1.0  # lambda: the weight of the finding loss
+    # Finding analysis first: in the first epochs only the encoder and the finding head train.
+    # They cost a fifth of a full step, and the decoder then starts from features that already
+    # tell the findings apart, instead of learning to write one normal report while the
+    # encoder's gradient is drowned by the word loss's.
+    warmup_epochs: int = 3
+    max_grad_norm: float = 5.0
+    min_count: int = 3  # a word seen fewer times in training becomes <unk>
+    max_len: int = 90
+    val_limit: int = 300  # validate on at most this many studies (decoding is the slow part)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise ValueError(
+                f"--warmup-epochs: must be an integer >= 0, got {self.warmup_epochs!r}"
+            )
+        for name in ("epochs", "batch_size", "image_size", "min_count", "max_len", "val_limit"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')}: must be an integer >= 1, got {value!r}"
+                )
+        if not self.lr > 0:
+            raise ValueError(f"--lr: must be > 0, got {self.lr}")
+
+
+@dataclass
+class History:
+    """One entry per finished epoch."""
+
+    epoch: list[int] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    word_loss: list[float] = field(default_factory=list)
+    finding_loss: list[float] = field(default_factory=list)
+    val_f1: list[float] = field(default_factory=list)
+    val_bleu4: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def best_epoch(self) -> int | None:
+        """The epoch with the highest (val F1, val BLEU-4); None before the first validation."""
+        scored = [i for i, f1 in enumerate(self.val_f1) if not math.isnan(f1)]
+        if not scored:
+            return None
+        best = max(scored, key=lambda i: (self.val_f1[i], self.val_bleu4[i]))
+        return self.epoch[best]
+
+
+@dataclass
+class TrainResult:
+    model: ReportModel
+    vocab: Vocabulary
+    history: History
+    interrupted: bool
+
+
+def last_path(out: Path) -> Path:
+    return out.with_name(out.name + ".last.npz")
+
+
+def curves_path(out: Path) -> Path:
+    return out.with_name(out.name + ".curves.png")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def train_report_model(
+    data: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train on the dataset folder `data`, keeping the best model in `out` (see module doc)."""
+    config = config or TrainConfig()
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out: {out} must end in .npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = read_records(data)
+    train_records, val_records = split(records, "train"), split(records, "val")
+    val_records = val_records[: config.val_limit]
+
+    run = _resume(out, config, data) if resume else _fresh(train_records, config, data)
+    model, vocab, optimizer, history, rngs = run
+    log(
+        f"{len(train_records)} training and {len(val_records)} validation studies, "
+        f"vocabulary of {len(vocab)} tokens, {sum(p.data.size for p in model.parameters())} "
+        f"parameters"
+    )
+    size, max_len = model.config.image_size, model.config.max_len
+    train = ReportArrays.from_records(train_records, vocab, size, max_len, "reading train")
+    val = ReportArrays.from_records(val_records, vocab, size, max_len, "reading val")
+    schedule = CosineAnnealingLR(optimizer, T_max=config.epochs)
+    schedule.last_epoch = len(history.epoch)
+    optimizer.lr = schedule.lr_at(schedule.last_epoch)
+    info = {"data": str(data), "train": asdict(config)}
+
+    interrupted = False
+    try:
+        for epoch in range(len(history.epoch) + 1, config.epochs + 1):
+            started = time.perf_counter()
+            lr = optimizer.lr
+            losses = _train_epoch(model, optimizer, train, config, rngs["shuffle"], epoch)
+            # No reports to score while the decoder waits for the warm-up to end.
+            warm = epoch <= config.warmup_epochs
+            f1, bleu4 = (math.nan, math.nan) if warm else validate(model, vocab, val)
+            history.epoch.append(epoch)
+            history.lr.append(lr)
+            history.word_loss.append(losses[0])
+            history.finding_loss.append(losses[1])
+            history.val_f1.append(f1)
+            history.val_bleu4.append(bleu4)
+            history.seconds.append(time.perf_counter() - started)
+            schedule.step()
+            _save_epoch(out, model, vocab, optimizer, history, rngs, info)
+            log(_epoch_line(history, config.epochs, warm))
+    except KeyboardInterrupt:
+        interrupted = True
+        if not out.exists():  # no finished epoch: leave the weights there are
+            save_report_model(out, model, vocab, {**info, "interrupted": True})
+        log(f"interrupted: {out} holds epoch {history.best_epoch() or 'partial 1'}")
+    best, vocab, _ = load_report_model(out)
+    return TrainResult(best, vocab, history, interrupted)
+
+
+def _epoch_line(history: History, epochs: int, warm: bool) -> str:
+    i, epoch = -1, history.epoch[-1]
+    head = f"epoch {epoch}/{epochs}: "
+    seconds = f" ({history.seconds[i]:.0f} s)"
+    if warm:
+        return (
+            head
+            + f"finding loss {history.finding_loss[i]:.3f} (warm-up: encoder and finding head)"
+            + seconds
+        )
+    best = " *best" if history.best_epoch() == epoch else ""
+    return (
+        head + f"word loss {history.word_loss[i]:.3f}, finding loss {history.finding_loss[i]:.3f}, "
+        f"val clinical micro-F1 {history.val_f1[i]:.3f}, BLEU-4 {history.val_bleu4[i]:.3f}"
+        + seconds
+        + best
+    )
+
+
+def _fresh(train_records, config: TrainConfig, data):
+    vocab = Vocabulary.build([r.report for r in train_records], min_count=config.min_count)
+    model_config = ReportModelConfig(
+        vocab_size=len(vocab),
+        image_size=config.image_size,
+        cell=config.cell,
+        max_len=config.max_len,
+    )
+    rngs = {
+        "init": np.random.default_rng([config.seed, 0]),  # initial weights, then dropout masks
+        "shuffle": np.random.default_rng([config.seed, 1]),  # the batch order
+    }
+    model = ReportModel(model_config, rng=rngs["init"])  # Dropout keeps drawing from "init"
+    optimizer = Adam(model.parameters(), lr=config.lr)
+    return model, vocab, optimizer, History(), rngs
+
+
+def _resume(out: Path, config: TrainConfig, data):
+    path = last_path(out)
+    if not path.is_file():
+        raise ValueError(f"--resume: {path} not found (it is written after each finished epoch)")
+    model, vocab, meta = load_report_model(path)
+    model.train()
+    saved = meta["info"].get("train", {})
+    for key in ("seed", "batch_size", "cell", "image_size"):
+        if saved.get(key) != getattr(config, key):
+            raise ValueError(
+                f"--resume: {path} was trained with {key}={saved.get(key)!r}, "
+                f"not {getattr(config, key)!r}"
+            )
+    optimizer = Adam(model.parameters(), lr=config.lr)
+    optimizer.load_state_dict(
+        {k[len("optimizer.") :]: v for k, v in meta["extra"].items() if k.startswith("optimizer.")}
+    )
+    optimizer.lr = config.lr  # the base rate: the schedule sets this epoch's rate from it
+    history = History(**meta["info"]["history"])
+    rngs = {"init": model.dropout.rng, "shuffle": np.random.default_rng()}
+    for name, generator in rngs.items():
+        generator.bit_generator.state = meta["info"]["rng_states"][name]
+    return model, vocab, optimizer, history, rngs
+
+
+def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> tuple[float, float]:
+    """One pass over a permutation of `train`; returns the mean (word loss, finding loss).
+
+    In the first `config.warmup_epochs` epochs only the encoder and the finding head train
+    (word loss NaN): see TrainConfig.warmup_epochs.
+    """
+    model.train()
+    warming_up = epoch <= config.warmup_epochs
+    order = rng.permutation(len(train))
+    starts = range(0, len(order), config.batch_size)
+    words_total = findings_total = 0.0
+    bar = tqdm(
+        starts, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None, leave=False
+    )
+    with bar:
+        for start in bar:
+            rows = order[start : start + config.batch_size]
+            images, tokens, findings = train.batch(rows)
+            optimizer.zero_grad()
+            if warming_up:  # the encoder and the finding head only: no decoder, no words
+                finding_logits = model.encode(Tensor(images)).finding_logits
+                loss = finding = F.binary_cross_entropy_with_logits(finding_logits, findings)
+            else:
+                word_logits, finding_logits = model(Tensor(images), tokens)
+                loss, words, finding = report_loss(
+                    word_logits, finding_logits, tokens[:, 1:], findings, config.finding_weight
+                )
+                words_total += words.item() * len(rows)
+            loss.backward()
+            clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            findings_total += finding.item() * len(rows)
+            bar.set_postfix(
+                words=f"{words_total / (start + len(rows)):.3f}", findings=f"{finding.item():.3f}"
+            )
+    words_mean = math.nan if warming_up else words_total / len(train)
+    return words_mean, findings_total / len(train)
+
+
+def validate(model: ReportModel, vocab: Vocabulary, val: ReportArrays) -> tuple[float, float]:
+    """(clinical micro-F1, BLEU-4) of greedy reports for the studies of `val`."""
+    hypotheses = [vocab.decode(d.tokens) for d in generate(model, val.images)]
+    model.train()
+    f1 = clinical_scores(val.true_sets(), labels_from_reports(hypotheses))["micro"]["f1"]
+    bleu4 = nlg_scores(val.references, hypotheses)["BLEU-4"]
+    return f1, bleu4
+
+
+def _save_epoch(out, model, vocab, optimizer, history: History, rngs, info) -> None:
+    """OUT.last.npz always; OUT too when this epoch is the best; then the curves."""
+    epoch = history.epoch[-1]
+    scores = {"epoch": epoch, "val_f1": history.val_f1[-1], "val_bleu4": history.val_bleu4[-1]}
+    state_info = {
+        **info,
+        **scores,
+        "history": asdict(history),
+        "rng_states": {name: g.bit_generator.state for name, g in rngs.items()},
+    }
+    optimizer_state = {f"optimizer.{k}": v for k, v in optimizer.state_dict().items()}
+    save_report_model(last_path(out), model, vocab, state_info, extra=optimizer_state)
+    if history.best_epoch() in (epoch, None):  # None: no validated epoch yet, keep the latest
+        save_report_model(out, model, vocab, {**info, **scores})
+    plot_history(history, curves_path(out))
+
+
+def plot_history(history: History, path: Path) -> None:
+    """Training losses and validation scores per epoch, side by side, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed (CI, servers)
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(history.epoch, history.word_loss, "o-", label="words (cross-entropy)")
+    left.plot(history.epoch, history.finding_loss, "s-", label="findings (BCE)")
+    left.set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
+    left.legend()
+    right.plot(history.epoch, history.val_f1, "o-", label="clinical micro-F1")
+    right.plot(history.epoch, history.val_bleu4, "s-", label="BLEU-4")
+    right.set(xlabel="epoch", ylabel="score", title="Validation (greedy reports)", ylim=(0, 1))
+    right.legend()
+    fig.tight_layout()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        fig.savefig(temporary, dpi=100)
+        os.replace(temporary, path)
+    finally:
+        plt.close(fig)
+        with contextlib.suppress(OSError):
+            os.remove(temporary)

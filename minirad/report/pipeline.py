@@ -1,0 +1,167 @@
+"""From an image file to a reviewed report: the whole pipeline behind `minirad report`.
+
+    reporter = Reporter()                                  # the bundled default model
+    report = reporter.report_file("chest.dcm", method="beam", width=3)
+    print(report.text, report.review.verdict)
+
+    read_image (PNG/JPEG/DICOM -> grey [0, 1]) -> resize to the model's size (its checkpoint says)
+    -> encoder + finding head -> decoder (greedy / beam / sample) -> review -> Report
+
+A Report identifies its input by the file's name and the SHA-256 of its bytes, and the model by
+its file name, SHA-256 and training provenance. It never carries anything from a DICOM header:
+`read_image` returns pixels only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from minirad.autograd import Tensor, no_grad
+from minirad.data.findings import FINDINGS
+from minirad.data.readers import read_image
+from minirad.models.report_checkpoint import load_report_model
+from minirad.report.decoding import decode
+from minirad.report.review import SECTION_NAMES, Review, format_report, review_report
+
+DEFAULT_MODEL = "default.npz"
+
+
+def default_model_path() -> Path:
+    """The bundled weights, inside the installed package (minirad/weights/default.npz)."""
+    return Path(str(resources.files("minirad") / "weights" / DEFAULT_MODEL))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Report:
+    """One generated, reviewed report and everything needed to render or audit it.
+
+    words: the generated tokens; attention (len(words), G, G): where the decoder looked for
+    each; probabilities: finding -> P from the finding head; cleaned: the decoder's text;
+    text: the same formatted for reading.
+    """
+
+    source: str
+    source_sha256: str
+    words: list[str]
+    attention: np.ndarray
+    probabilities: dict[str, float]
+    cleaned: str
+    text: str
+    review: Review
+    model: dict
+    decoding: dict
+    seconds: float
+    image: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+
+    def to_dict(self) -> dict:
+        """JSON-able: findings with probabilities, review, model and input identifiers."""
+        return {
+            "input": {"file": self.source, "sha256": self.source_sha256},
+            "model": self.model,
+            "decoding": self.decoding,
+            "report": self.text,
+            "findings": [
+                {
+                    "name": name,
+                    "probability": round(self.probabilities[name], 4),
+                    "stated_in_report": self.review.stated.get(name),
+                }
+                for name in FINDINGS
+            ],
+            "review": self.review.to_dict(),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+class Reporter:
+    """A loaded model, ready to report on images (load once, report many)."""
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        path = Path(model_path) if model_path is not None else default_model_path()
+        if not path.is_file():
+            hint = (
+                " (the bundled weights are missing: reinstall minirad)"
+                if model_path is None
+                else ""
+            )
+            raise ValueError(f"{path}: model file not found{hint}")
+        self.model, self.vocab, meta = load_report_model(path)
+        info = meta.get("info", {})
+        self.required_sections = tuple(info.get("sections", SECTION_NAMES))
+        self.model_id = {
+            "file": path.name,
+            "sha256": sha256_of(path),
+            "epoch": info.get("epoch"),
+            "val_clinical_f1": info.get("val_f1"),
+            "cell": self.model.config.cell,
+        }
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.image_size
+
+    def report_file(self, path: str | Path, **decoding) -> Report:
+        """Read one PNG/JPEG/DICOM and report on it; ImageReadError (one line) if unreadable."""
+        path = Path(path)
+        image = read_image(path, self.image_size)
+        return self.report_image(image, path.name, sha256_of(path), **decoding)
+
+    def report_image(
+        self,
+        image: np.ndarray,
+        source: str = "array",
+        source_sha256: str = "",
+        method: str = "greedy",
+        width: int = 3,
+        temperature: float = 1.0,
+        seed: int | None = 0,
+    ) -> Report:
+        """Report on one grey image (size x size, float in [0, 1])."""
+        size = self.image_size
+        if image.shape != (size, size):
+            raise ValueError(f"image: expected shape ({size}, {size}), got {image.shape}")
+        started = time.perf_counter()
+        self.model.eval()
+        with no_grad():
+            encoded = self.model.encode(Tensor(image[None, None].astype(np.float32)))
+            (decoded,) = decode(
+                self.model, encoded, method, width=width, temperature=temperature, rng=seed
+            )
+        probabilities = encoded.finding_probabilities.numpy()[0]
+        cleaned = self.vocab.decode(decoded.tokens)
+        G = self.model.config.grid_side
+        probs = {name: float(p) for name, p in zip(FINDINGS, probabilities, strict=True)}
+        review = review_report(cleaned, probs, decoded.finished, self.required_sections)
+        decoding = {"method": method}
+        if method == "beam":
+            decoding["width"] = width
+        if method == "sample":
+            decoding.update(temperature=temperature, seed=seed)
+        return Report(
+            source=source,
+            source_sha256=source_sha256,
+            words=[self.vocab.tokens[i] for i in decoded.tokens],
+            attention=decoded.attention.reshape(-1, G, G),
+            probabilities=probs,
+            cleaned=cleaned,
+            text=format_report(cleaned),
+            review=review,
+            model=self.model_id,
+            decoding=decoding,
+            seconds=time.perf_counter() - started,
+            image=image,
+        )

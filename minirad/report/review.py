@@ -1,0 +1,177 @@
+"""The review step: read the generated report back and decide whether a person must look at it.
+
+A generated report can go wrong in ways a reader spots at once, and so can a program:
+
+    missing section     a required section (FINDINGS, IMPRESSION) is absent or empty
+    unfinished          the decoder hit the length limit before writing <eos>
+    repeated sentence   the same sentence twice within one section
+    contradiction       one sentence states a finding, another denies it
+    disagreement        the labeler reads finding f from the text, but the finding head gives
+                        P(f) < 0.5 -- or the head gives P(f) >= 0.5 and the text does not state f
+    uncertain           the head's P(f) lies in the uncertain band (default 0.35 .. 0.65)
+
+The labeler (minirad.data.labeler) is the same one that scores clinical F1, so the review and
+the metrics read the text the same way. Every report leaves with the verdict "accepted" (no
+reason found) or "needs review" and the list of reasons.
+
+The decoder writes cleaned text ("findings no cardiomegaly . impression normal chest ."); a
+section starts with the sentence whose first word is its name. `format_report` turns that text
+back into what a radiologist would expect to read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from minirad.data.findings import FINDINGS, NEGATIVE, POSITIVE
+from minirad.data.labeler import label_clause, label_report, split_clauses
+
+SECTION_NAMES = ("findings", "impression")
+ACCEPTED, NEEDS_REVIEW = "accepted", "needs review"
+
+
+def sentences_of(cleaned: str) -> list[str]:
+    """The sentences of a cleaned report ("a b . c d ." -> ["a b", "c d"])."""
+    return [s.strip() for s in cleaned.split(" . ") if s.strip(" .")]
+
+
+def sections_of(cleaned: str) -> dict[str, list[str]]:
+    """{section name: its sentences, the name itself removed}; text before the first named
+    section goes under "" (a report without headers is all "")."""
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for sentence in sentences_of(cleaned):
+        sentence = sentence.rstrip(" .")
+        first, _, rest = sentence.partition(" ")
+        if first in SECTION_NAMES:
+            current, sentence = first, rest
+            sections.setdefault(current, [])
+        if sentence:
+            sections.setdefault(current, []).append(sentence)
+    return sections
+
+
+def format_report(cleaned: str) -> str:
+    """Readable text: "FINDINGS: No cardiomegaly. ...\\n\\nIMPRESSION: ..." from cleaned text."""
+    blocks = []
+    for name, sentences in sections_of(cleaned).items():
+        body = " ".join(s[:1].upper() + s[1:] + "." for s in sentences)
+        blocks.append(f"{name.upper()}: {body}" if name else body)
+    return "\n\n".join(blocks)
+
+
+def pretty(name: str) -> str:
+    """ "pleural_effusion" -> "pleural effusion"."""
+    return name.replace("_", " ")
+
+
+@dataclass
+class Review:
+    """verdict: "accepted" or "needs review"; reasons: one line each; stated: what the labeler
+    reads from the report, finding -> 1 / 0 / -1 / None (CheXpert's values)."""
+
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+    stated: dict[str, int | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "reasons": list(self.reasons), "stated": self.stated}
+
+
+def review_report(
+    cleaned: str,
+    probabilities: dict[str, float],
+    finished: bool = True,
+    required_sections: tuple[str, ...] = SECTION_NAMES,
+    uncertain_band: tuple[float, float] = (0.35, 0.65),
+) -> Review:
+    """Check one report against itself and against the finding head's probabilities.
+
+    cleaned: the decoder's text. probabilities: finding -> P(finding) from the finding head.
+    finished: whether the decoder wrote <eos>. required_sections: the sections every report
+    must have (the training reports' sections; () for datasets without headers).
+    """
+    unknown = set(probabilities) - set(FINDINGS)
+    if unknown:
+        raise ValueError(f"probabilities: unknown findings {sorted(unknown)}")
+    sections = sections_of(cleaned)
+    stated = label_report(format_report(cleaned))
+    reasons = (
+        _structure_problems(sections, finished, required_sections)
+        + _repeated_sentences(sections)
+        + _contradictions(sections)
+        + _disagreements(stated, probabilities, uncertain_band)
+    )
+    return Review(ACCEPTED if not reasons else NEEDS_REVIEW, reasons, stated)
+
+
+def _structure_problems(sections, finished: bool, required: tuple[str, ...]) -> list[str]:
+    problems = []
+    if not any(sections.values()):
+        problems.append("the report is empty")
+    for name in required:
+        if name not in sections:
+            problems.append(f"missing section: {name.upper()}")
+        elif not sections[name]:
+            problems.append(f"empty section: {name.upper()}")
+    if not finished:
+        problems.append("unfinished: the decoder reached the length limit before ending")
+    return problems
+
+
+def _repeated_sentences(sections) -> list[str]:
+    """Within one section only: an impression that restates a finding is normal style."""
+    problems = []
+    for name, sentences in sections.items():
+        seen = set()
+        for sentence in sentences:
+            if sentence in seen:
+                where = f" in {name.upper()}" if name else ""
+                problems.append(f'repeated sentence{where}: "{sentence}"')
+            seen.add(sentence)
+    return problems
+
+
+def _sentence_labels(sentence: str) -> dict[str, set[int]]:
+    """finding -> the labels its mentions get in this one sentence."""
+    labels: dict[str, set[int]] = {}
+    for clause in split_clauses(sentence):
+        for name, label in label_clause(clause):
+            labels.setdefault(name, set()).add(label)
+    return labels
+
+
+def _contradictions(sections) -> list[str]:
+    """A finding stated positive in one sentence and negative in another (or the same)."""
+    positive: dict[str, str] = {}
+    negative: dict[str, str] = {}
+    for sentences in sections.values():
+        for sentence in sentences:
+            for name, labels in _sentence_labels(sentence).items():
+                if POSITIVE in labels:
+                    positive.setdefault(name, sentence)
+                if NEGATIVE in labels:
+                    negative.setdefault(name, sentence)
+    return [
+        f'contradiction about {pretty(name)}: "{positive[name]}" vs "{negative[name]}"'
+        for name in FINDINGS
+        if name in positive and name in negative
+    ]
+
+
+def _disagreements(stated, probabilities, band: tuple[float, float]) -> list[str]:
+    problems = []
+    low, high = band
+    for name in FINDINGS:
+        if name not in probabilities:
+            continue
+        p, says = probabilities[name], stated.get(name) == POSITIVE
+        if says and p < 0.5:
+            problems.append(f"states {pretty(name)}, but the finding head gives P = {p:.2f}")
+        elif not says and p >= 0.5:
+            problems.append(
+                f"does not state {pretty(name)}, but the finding head gives P = {p:.2f}"
+            )
+        elif low <= p <= high:
+            problems.append(f"the finding head is unsure about {pretty(name)} (P = {p:.2f})")
+    return problems

@@ -1,0 +1,214 @@
+"""The report model, its checkpoint and the decoders, on tiny models (fast, any backend)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from minirad import functional as F
+from minirad.autograd import Tensor, no_grad
+from minirad.data.vocab import SPECIALS, Vocabulary
+from minirad.models.report_checkpoint import load_report_model, save_report_model
+from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
+from minirad.nn import checkpoint
+from minirad.optim import Adam
+from minirad.report.decoding import beam_search, decode, greedy, length_penalty, sample
+
+WORDS = ("a", "b", ".")
+VOCAB_SIZE = len(SPECIALS) + len(WORDS)  # 7
+
+
+def tiny(cell="lstm", vocab_size=VOCAB_SIZE, max_len=6, seed=0, dtype=np.float32):
+    config = ReportModelConfig(
+        vocab_size=vocab_size,
+        image_size=16,
+        channels=(4,),
+        summary_size=8,
+        embed_dim=6,
+        hidden_size=8,
+        attention_dim=5,
+        cell=cell,
+        dropout=0.0,
+        max_len=max_len,
+    )
+    return ReportModel(config, rng=seed, dtype=dtype)
+
+
+def images(n=3, seed=1, dtype=np.float32):
+    return np.random.default_rng(seed).random((n, 1, 16, 16)).astype(dtype)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forward_shapes(cell):
+    model = tiny(cell)
+    tokens = np.array([[1, 4, 5, 2, 0], [1, 6, 2, 0, 0], [1, 4, 4, 4, 2]])
+    word_logits, finding_logits = model(Tensor(images()), tokens)
+    assert word_logits.shape == (3, 4, 7)
+    assert finding_logits.shape == (3, 9)
+    encoded = model.encode(Tensor(images()))
+    assert encoded.keys.shape == (3, 64, 4)  # a 16 x 16 image pooled once: 8 x 8 = 64 cells
+
+
+def test_bad_inputs_name_the_argument():
+    model = tiny()
+    with pytest.raises(ValueError, match="images: expected shape"):
+        model.encode(Tensor(np.zeros((2, 1, 8, 8), np.float32)))
+    with pytest.raises(ValueError, match="tokens: expected shape"):
+        model(Tensor(images(2)), np.array([[1, 2]] * 3))
+    with pytest.raises(ValueError, match="cell"):
+        ReportModelConfig(vocab_size=10, cell="transformer")
+    with pytest.raises(ValueError, match="image_size"):
+        ReportModelConfig(vocab_size=10, image_size=100)
+
+
+def test_gradient_of_the_joint_loss_matches_finite_differences():
+    """The whole model end to end in float64: conv, summary, attention, LSTM, both losses."""
+    model = tiny(dtype=np.float64)
+    x = images(2, dtype=np.float64)
+    tokens = np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
+    findings = np.array([[1, 0, 0, 0, 1, 0, 0, 0, 0], [0] * 9])
+
+    def loss_value():
+        word_logits, finding_logits = model(Tensor(x), tokens)
+        return report_loss(word_logits, finding_logits, tokens[:, 1:], findings)[0]
+
+    loss_value().backward()
+    rng = np.random.default_rng(0)
+    for name, p in model.named_parameters():
+        index = tuple(rng.integers(0, n) for n in p.shape)
+        analytic = p.grad[index]
+        old, h = p.data[index], 1e-6
+        p.data[index] = old + h
+        up = loss_value().item()
+        p.data[index] = old - h
+        down = loss_value().item()
+        p.data[index] = old
+        numeric = (up - down) / (2 * h)
+        assert abs(analytic - numeric) <= 1e-6 * max(1.0, abs(numeric)), (name, index)
+
+
+def test_a_few_adam_steps_fit_a_tiny_batch():
+    model = tiny()
+    x, tokens = images(2), np.array([[1, 4, 5, 6, 2], [1, 6, 6, 2, 0]])
+    findings = np.array([[1] + [0] * 8, [0] * 8 + [1]])
+    optimizer = Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = report_loss(*model(Tensor(x), tokens), tokens[:, 1:], findings)[0]
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    decoded = greedy(model, model.encode(Tensor(x)), max_len=6)
+    assert [d.tokens for d in decoded] == [[4, 5, 6], [6, 6]]
+
+
+def test_checkpoint_round_trip_keeps_outputs_and_vocabulary(tmp_path):
+    model = tiny()
+    vocab = Vocabulary(SPECIALS + WORDS)
+    save_report_model(tmp_path / "m.npz", model, vocab, info={"epoch": 3})
+    loaded, loaded_vocab, meta = load_report_model(tmp_path / "m.npz")
+    assert loaded_vocab == vocab and meta["info"]["epoch"] == 3
+    assert meta["preprocessing"]["size"] == 16
+    x = Tensor(images())
+    with no_grad():
+        a, b = model.encode(x).finding_logits.numpy(), loaded.encode(x).finding_logits.numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_errors_are_one_line(tmp_path):
+    checkpoint.save({"w": np.zeros(3)}, tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match="not a minirad report model"):
+        load_report_model(tmp_path / "plain.npz")
+    model = tiny()
+    save_report_model(tmp_path / "m.npz", model, Vocabulary(SPECIALS + WORDS + ("c",)))
+    with pytest.raises(ValueError, match="vocabulary has 8 tokens, the model 7"):
+        load_report_model(tmp_path / "m.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def sequence_log_prob(model, image, tokens):
+    """log P(tokens, <eos> | image) by teacher forcing: an independent recomputation."""
+    full = np.array([[1, *tokens, 2]])
+    with no_grad():
+        word_logits, _ = model(Tensor(image[None]), full)
+        log_p = F.log_softmax(word_logits, axis=-1).numpy()[0]
+    return float(sum(log_p[t, w] for t, w in enumerate(full[0, 1:])))
+
+
+def test_greedy_log_prob_equals_teacher_forcing():
+    model, x = tiny(max_len=8), images(3)
+    for d, image in zip(greedy(model, model.encode(Tensor(x)), 8), x, strict=True):
+        if d.finished:
+            assert d.log_prob == pytest.approx(sequence_log_prob(model, image, d.tokens), abs=1e-5)
+        assert d.attention.shape == (len(d.tokens), 64)
+        np.testing.assert_allclose(d.attention.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_beam_of_width_one_is_greedy():
+    model, x = tiny(max_len=8), images(4)
+    encoded = model.encode(Tensor(x))
+    g = greedy(model, encoded, 8)
+    b = beam_search(model, encoded, 8, width=1, alpha=0.0)
+    assert [d.tokens for d in b] == [d.tokens for d in g]
+
+
+def test_a_wide_beam_finds_the_exhaustive_optimum():
+    """With width >= every possible prefix, beam search is exhaustive search."""
+    model, x = tiny(max_len=4, seed=3), images(2, seed=5)
+    words = range(2, 7)  # <eos>, <unk>, a, b, .
+    compared = 0
+    for image in x:
+        best, best_tokens = -np.inf, None
+        for length in range(0, 3):  # max_len 4 = <bos> + up to 2 words + <eos>
+            for tokens in itertools.product([w for w in words if w != 2], repeat=length):
+                lp = sequence_log_prob(model, image, list(tokens))
+                if lp > best:
+                    best, best_tokens = lp, list(tokens)
+        (found,) = beam_search(model, model.encode(Tensor(image[None])), 4, width=50, alpha=0.0)
+        if found.finished:
+            assert found.tokens == best_tokens
+            assert found.log_prob == pytest.approx(best, abs=1e-5)
+            compared += 1
+    assert compared > 0  # the random model did end a report within the limit
+
+
+def test_trigram_blocking_forbids_a_repeated_trigram():
+    model = tiny(max_len=30, seed=7)
+    # Make the decoder love "a b a b a ...": bias the output towards "a" and "b".
+    model.output.bias.data[4:6] += 8.0
+    encoded = model.encode(Tensor(images(1)))
+    (free,) = beam_search(model, encoded, 30, width=2)
+    (blocked,) = beam_search(model, encoded, 30, width=2, block_trigrams=True)
+    trigrams = [tuple(blocked.tokens[i : i + 3]) for i in range(len(blocked.tokens) - 2)]
+    free_trigrams = [tuple(free.tokens[i : i + 3]) for i in range(len(free.tokens) - 2)]
+    assert len(free_trigrams) > len(set(free_trigrams))  # the loop happens without blocking
+    assert len(trigrams) == len(set(trigrams))
+
+
+def test_sampling_is_seeded_and_a_cold_temperature_is_greedy():
+    model = tiny(max_len=10)
+    encoded = model.encode(Tensor(images(3)))
+    first = sample(model, encoded, 10, temperature=1.0, rng=42)
+    again = sample(model, encoded, 10, temperature=1.0, rng=42)
+    assert [d.tokens for d in first] == [d.tokens for d in again]
+    cold = sample(model, encoded, 10, temperature=1e-4, rng=0)
+    assert [d.tokens for d in cold] == [d.tokens for d in greedy(model, encoded, 10)]
+
+
+def test_decode_checks_its_options():
+    model = tiny()
+    encoded = model.encode(Tensor(images(1)))
+    with pytest.raises(ValueError, match="method"):
+        decode(model, encoded, "nucleus")
+    with pytest.raises(ValueError, match="width"):
+        decode(model, encoded, "beam", width=0)
+    with pytest.raises(ValueError, match="temperature"):
+        decode(model, encoded, "sample", temperature=0.0)
+    assert length_penalty(1, 0.6) == pytest.approx(1.0)

@@ -1,0 +1,112 @@
+"""The review step: every reason it gives can be triggered, and a sound report is accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from minirad.data.findings import FINDINGS
+from minirad.report.review import (
+    ACCEPTED,
+    NEEDS_REVIEW,
+    format_report,
+    review_report,
+    sections_of,
+)
+
+SOUND = (
+    "findings the heart is enlarged . no pleural effusion or pneumothorax . "
+    "impression cardiomegaly ."
+)
+
+
+def probabilities(**present: float) -> dict[str, float]:
+    """P = 0.02 for every finding except those given."""
+    return {name: present.get(name, 0.02) for name in FINDINGS}
+
+
+def test_sections_and_formatting():
+    assert sections_of(SOUND) == {
+        "findings": ["the heart is enlarged", "no pleural effusion or pneumothorax"],
+        "impression": ["cardiomegaly"],
+    }
+    assert format_report(SOUND) == (
+        "FINDINGS: The heart is enlarged. No pleural effusion or pneumothorax.\n\n"
+        "IMPRESSION: Cardiomegaly."
+    )
+
+
+def test_a_sound_report_that_agrees_with_the_finding_head_is_accepted():
+    review = review_report(SOUND, probabilities(cardiomegaly=0.97))
+    assert review.verdict == ACCEPTED, review.reasons
+    assert review.stated["cardiomegaly"] == 1 and review.stated["pleural_effusion"] == 0
+
+
+@pytest.mark.parametrize(
+    "text, probs, finished, expected",
+    [
+        (
+            "findings the heart is enlarged .",
+            {"cardiomegaly": 0.9},
+            True,
+            "missing section: IMPRESSION",
+        ),
+        (
+            "findings the heart is enlarged . impression .",
+            {"cardiomegaly": 0.9},
+            True,
+            "empty section: IMPRESSION",
+        ),
+        (SOUND, {"cardiomegaly": 0.9}, False, "unfinished"),
+        (
+            SOUND.replace("impression", "no pleural effusion or pneumothorax . impression"),
+            {"cardiomegaly": 0.9},
+            True,
+            "repeated sentence in FINDINGS",
+        ),
+        (
+            SOUND.replace("impression cardiomegaly", "impression no cardiomegaly"),
+            {"cardiomegaly": 0.9},
+            True,
+            "contradiction about cardiomegaly",
+        ),
+        (
+            SOUND,
+            {"cardiomegaly": 0.1},
+            True,
+            "states cardiomegaly, but the finding head gives P = 0.10",
+        ),
+        (
+            SOUND,
+            {"cardiomegaly": 0.9, "nodule": 0.8},
+            True,
+            "does not state nodule, but the finding head gives P = 0.80",
+        ),
+        (SOUND, {"cardiomegaly": 0.9, "edema": 0.4}, True, "unsure about edema (P = 0.40)"),
+        ("", {}, False, "the report is empty"),
+    ],
+)
+def test_each_problem_is_named(text, probs, finished, expected):
+    review = review_report(text, probabilities(**probs), finished)
+    assert review.verdict == NEEDS_REVIEW
+    assert any(expected in reason for reason in review.reasons), review.reasons
+
+
+def test_an_impression_restating_a_finding_is_not_a_repeat():
+    text = (
+        "findings focal airspace consolidation in the right lower zone . "
+        "impression focal airspace consolidation in the right lower zone ."
+    )
+    review = review_report(text, probabilities(consolidation=0.95))
+    assert review.verdict == ACCEPTED, review.reasons
+
+
+def test_sections_are_optional_for_datasets_without_headers():
+    review = review_report(
+        "the heart is enlarged .", probabilities(cardiomegaly=0.9), required_sections=()
+    )
+    assert review.verdict == ACCEPTED, review.reasons
+
+
+def test_unknown_finding_names_are_refused():
+    with pytest.raises(ValueError, match="unknown findings"):
+        review_report(SOUND, {"fracture": 0.5})

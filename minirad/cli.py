@@ -19,19 +19,11 @@ Every command exits 0 on success and 1 with a one-line message on bad input; no 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from minirad import __version__
-
-# The commands that run the report model. Its matrices are small (a batch of 32 against a few
-# hundred units), where OpenBLAS's extra threads gain nothing, and when the cores are shared
-# (two training runs, a notebook beside a run) its spinning threads made each epoch 2-5x
-# slower. The variable only works before NumPy is first imported, hence main() below and the
-# imports inside the functions. A value the user set is kept.
-MODEL_COMMANDS = ("train", "evaluate", "report", "demo")
 
 
 def _summary(_: argparse.Namespace) -> int:
@@ -87,6 +79,8 @@ def _train(args: argparse.Namespace) -> int:
         cell=args.cell,
         image_size=args.image_size,
         val_limit=args.val_limit,
+        warmup_epochs=args.warmup_epochs,
+        finding_weight=args.finding_weight,
     )
     result = train_report_model(args.data, args.out, config, resume=args.resume)
     out = Path(args.out)
@@ -103,9 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model = args.model or default_model_path()
     method = "beam" if args.beam > 1 else "greedy"
-    results = evaluate(
-        model, args.data, args.split, method, args.beam, args.limit, args.train_data
-    )
+    results = evaluate(model, args.data, args.split, method, args.beam, args.limit, args.train_data)
     print(json.dumps(results, indent=2) if args.json else format_results(results))
     return 0
 
@@ -250,8 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] and argv[0] in MODEL_COMMANDS:
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         if argv[:1] == ["bench"]:  # every later option is the benchmark's own
             return _bench(argv[1:])

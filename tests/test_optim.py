@@ -267,3 +267,37 @@ def test_bad_lr_raises_value_error(cls, lr):
 def test_bad_hyper_parameters_raise_value_error(make, match):
     with pytest.raises(ValueError, match=match):
         make([Parameter(np.zeros(3))])
+
+
+@pytest.mark.parametrize(
+    "make", [lambda p: optim.Adam(p, lr=0.1), lambda p: optim.SGD(p, lr=0.1, momentum=0.9)]
+)
+def test_state_dict_resumes_exactly(make):
+    """Five steps straight == three steps, state_dict -> a new optimizer, two more steps."""
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((3, 4))
+    grads = [rng.standard_normal((3, 4)) for _ in range(5)]
+
+    def run(params, optimizer, steps):
+        for g in steps:
+            params[0].grad = g.copy()
+            optimizer.step()
+
+    straight = [Parameter(start.copy())]
+    run(straight, make(straight), grads)
+    first = [Parameter(start.copy())]
+    optimizer = make(first)
+    run(first, optimizer, grads[:3])
+    saved = {k: np.array(v) for k, v in optimizer.state_dict().items()}
+    resumed = make(first)
+    resumed.load_state_dict(saved)
+    run(first, resumed, grads[3:])
+    np.testing.assert_array_equal(first[0].data, straight[0].data)
+
+
+def test_load_state_dict_names_a_misfit_entry():
+    optimizer = optim.Adam([Parameter(np.zeros(3))], lr=0.1)
+    with pytest.raises(ValueError, match="entry '0.exp_avg' has shape"):
+        optimizer.load_state_dict({"0.exp_avg": np.zeros(4)})
+    with pytest.raises(ValueError, match="names no parameter"):
+        optimizer.load_state_dict({"7.exp_avg": np.zeros(3)})

@@ -613,14 +613,14 @@ def caption(study: Study) -> str:
 
 def contact_sheet(images, captions, path, columns: int = 4) -> None:
     """Save up to 16 images in a grid with a caption under each, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure of its own, not pyplot: no global backend switch (which would stop a notebook's
+    # inline figures) and nothing left open in pyplot's list of figures.
+    from matplotlib.figure import Figure
 
     images, captions = list(images)[:16], list(captions)[:16]
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.5 * rows), squeeze=False)
+    fig = Figure(figsize=(3 * columns, 3.5 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, image, text in zip(axes.ravel(), images, captions, strict=False):
@@ -637,5 +637,3 @@ def contact_sheet(images, captions, path, columns: int = 4) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-    finally:
-        plt.close(fig)

@@ -1,7 +1,7 @@
 """The report generator: a CNN encoder, a finding head and an attention decoder (Show-Attend-Tell).
 
     images (B, 1, S, S), pixels in [0, 1]
-      |  encoder: 4 x [Conv2d 3x3 pad 1 -> ReLU -> MaxPool2d 2]         channels 16, 32, 64, 64
+      |  encoder: 4 x [Conv2d 3x3 pad 1 -> ReLU -> MaxPool2d 2]          channels 8, 16, 32, 64
       v
     grid (B, D, S/16, S/16)  ->  keys (B, L, D), L = (S/16)^2 cells       "where" the image shows
       |                  summary (B, M) = ReLU(Linear([flatten(grid), max over cells]))
@@ -73,7 +73,7 @@ class ReportModelConfig:
 
     vocab_size: int
     image_size: int = 128
-    channels: tuple[int, ...] = (16, 32, 64, 64)
+    channels: tuple[int, ...] = (8, 16, 32, 64)
     summary_size: int = 128
     embed_dim: int = 64
     hidden_size: int = 256

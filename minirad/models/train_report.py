@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from minirad import functional as F
 from minirad.autograd import Tensor
+from minirad.backend import small_blas
 from minirad.data.vocab import Vocabulary
 from minirad.metrics import clinical_scores, labels_from_reports, nlg_scores
 from minirad.models.report_checkpoint import load_report_model, save_report_model
@@ -160,23 +161,12 @@ def train_report_model(
 
     interrupted = False
     try:
-        for epoch in range(len(history.epoch) + 1, config.epochs + 1):
-            started = time.perf_counter()
-            lr = optimizer.lr
-            losses = _train_epoch(model, optimizer, train, config, rngs["shuffle"], epoch)
-            # No reports to score while the decoder waits for the warm-up to end.
-            warm = epoch <= config.warmup_epochs
-            f1, bleu4 = (math.nan, math.nan) if warm else validate(model, vocab, val)
-            history.epoch.append(epoch)
-            history.lr.append(lr)
-            history.word_loss.append(losses[0])
-            history.finding_loss.append(losses[1])
-            history.val_f1.append(f1)
-            history.val_bleu4.append(bleu4)
-            history.seconds.append(time.perf_counter() - started)
-            schedule.step()
-            _save_epoch(out, model, vocab, optimizer, history, rngs, info)
-            log(_epoch_line(history, config.epochs, warm))
+        with small_blas():  # small matrices: one BLAS thread (see minirad.backend.small_blas)
+            for epoch in range(len(history.epoch) + 1, config.epochs + 1):
+                _run_epoch(epoch, model, vocab, optimizer, history, rngs, train, val, config)
+                schedule.step()
+                _save_epoch(out, model, vocab, optimizer, history, rngs, info)
+                log(_epoch_line(history, config.epochs, epoch <= config.warmup_epochs))
     except KeyboardInterrupt:
         interrupted = True
         if not out.exists():  # no finished epoch: leave the weights there are
@@ -184,6 +174,23 @@ def train_report_model(
         log(f"interrupted: {out} holds epoch {history.best_epoch() or 'partial 1'}")
     best, vocab, _ = load_report_model(out)
     return TrainResult(best, vocab, history, interrupted)
+
+
+def _run_epoch(epoch, model, vocab, optimizer, history: History, rngs, train, val, config) -> None:
+    """Train one epoch, validate (after the warm-up), and append the results to `history`."""
+    started = time.perf_counter()
+    lr = optimizer.lr
+    word_loss, finding_loss = _train_epoch(model, optimizer, train, config, rngs["shuffle"], epoch)
+    # No reports to score while the decoder waits for the warm-up to end.
+    warm = epoch <= config.warmup_epochs
+    f1, bleu4 = (math.nan, math.nan) if warm else validate(model, vocab, val)
+    history.epoch.append(epoch)
+    history.lr.append(lr)
+    history.word_loss.append(word_loss)
+    history.finding_loss.append(finding_loss)
+    history.val_f1.append(f1)
+    history.val_bleu4.append(bleu4)
+    history.seconds.append(time.perf_counter() - started)
 
 
 def _epoch_line(history: History, epochs: int, warm: bool) -> str:
@@ -314,12 +321,12 @@ def _save_epoch(out, model, vocab, optimizer, history: History, rngs, info) -> N
 
 def plot_history(history: History, path: Path) -> None:
     """Training losses and validation scores per epoch, side by side, written atomically."""
-    import matplotlib
+    # A Figure of its own, not pyplot: no display needed, and no global backend switch that
+    # would stop a notebook's inline figures.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only: no display needed (CI, servers)
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    left, right = fig.subplots(1, 2)
     left.plot(history.epoch, history.word_loss, "o-", label="words (cross-entropy)")
     left.plot(history.epoch, history.finding_loss, "s-", label="findings (BCE)")
     left.set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
@@ -334,6 +341,5 @@ def plot_history(history: History, path: Path) -> None:
         fig.savefig(temporary, dpi=100)
         os.replace(temporary, path)
     finally:
-        plt.close(fig)
         with contextlib.suppress(OSError):
             os.remove(temporary)

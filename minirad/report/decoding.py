@@ -28,6 +28,7 @@ import numpy as np
 
 from minirad import functional as F
 from minirad.autograd import Tensor, no_grad
+from minirad.backend import small_blas
 from minirad.models.report_model import Encoded, ReportModel
 
 NEG_INF = -np.inf
@@ -326,7 +327,7 @@ def generate(
     """
     model.eval()
     results: list[Decoded] = []
-    with no_grad():
+    with no_grad(), small_blas():  # small matrices: one BLAS thread (minirad.backend)
         for start in range(0, len(images), batch_size):
             encoded = model.encode(Tensor(images[start : start + batch_size]))
             results += decode(model, encoded, method, **options)

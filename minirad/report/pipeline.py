@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from minirad.autograd import Tensor, no_grad
+from minirad.backend import small_blas
 from minirad.data.findings import FINDINGS
 from minirad.data.readers import read_image
 from minirad.models.report_checkpoint import load_report_model
@@ -136,7 +137,7 @@ class Reporter:
             raise ValueError(f"image: expected shape ({size}, {size}), got {image.shape}")
         started = time.perf_counter()
         self.model.eval()
-        with no_grad():
+        with no_grad(), small_blas():  # small matrices: one BLAS thread (minirad.backend)
             encoded = self.model.encode(Tensor(image[None, None].astype(np.float32)))
             (decoded,) = decode(
                 self.model, encoded, method, width=width, temperature=temperature, rng=seed

@@ -192,12 +192,9 @@ def _content_words(report: Report, count: int) -> list[int]:
 
 def to_png(report: Report, dpi: int = 100) -> bytes:
     """One figure: the image, the finding probabilities, the report, and 8 words' maps."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no global backend switch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(12, 8))
+    fig = Figure(figsize=(12, 8))
     grid = fig.add_gridspec(3, 4, height_ratios=[1.4, 1.4, 1])
     ax = fig.add_subplot(grid[0:2, 0])
     ax.imshow(report.image, cmap="gray", vmin=0, vmax=1)
@@ -228,7 +225,6 @@ def to_png(report: Report, dpi: int = 100) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
     return buffer.getvalue()
 
 

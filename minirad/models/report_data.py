@@ -43,7 +43,8 @@ def read_records(data: str | Path) -> list[Record]:
     if (data / "annotation.json").is_file():
         return load_r2gen_annotation(data / "annotation.json")
     if all((data / name).is_file() for name in IU_XRAY_FILES):
-        return load_iu_xray_records(*(data / name for name in IU_XRAY_FILES))
+        reports_csv, projections_csv = (data / name for name in IU_XRAY_FILES)
+        return load_iu_xray_records(reports_csv, projections_csv)
     raise ValueError(
         f"{data}: no annotation.json (R2Gen layout) and no {' + '.join(IU_XRAY_FILES)}; "
         "a report model needs report text (make a dataset with `minirad data synth`)"

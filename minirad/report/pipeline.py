@@ -147,7 +147,7 @@ class Reporter:
         G = self.model.config.grid_side
         probs = {name: float(p) for name, p in zip(FINDINGS, probabilities, strict=True)}
         review = review_report(cleaned, probs, decoded.finished, self.required_sections)
-        decoding = {"method": method}
+        decoding: dict[str, object] = {"method": method}
         if method == "beam":
             decoding["width"] = width
         if method == "sample":

@@ -89,7 +89,9 @@ def attention_overlay(image: np.ndarray, alpha: np.ndarray, strength: float = 0.
 def png_bytes(rgb: np.ndarray, scale: int = 1) -> bytes:
     picture = Image.fromarray(rgb)
     if scale != 1:
-        picture = picture.resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+        picture = picture.resize(
+            (rgb.shape[1] * scale, rgb.shape[0] * scale), Image.Resampling.NEAREST
+        )
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()

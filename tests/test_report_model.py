@@ -212,3 +212,34 @@ def test_decode_checks_its_options():
     with pytest.raises(ValueError, match="temperature"):
         decode(model, encoded, "sample", temperature=0.0)
     assert length_penalty(1, 0.6) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Which dataset formats a report model trains on
+
+
+def test_read_records_finds_each_format(tmp_path):
+    from PIL import Image
+
+    from minirad.data.synth import synthesize_dataset
+    from minirad.models.report_data import read_records, true_findings
+
+    phantoms = synthesize_dataset(tmp_path / "phantoms", n=5, seed=0, size=32)
+    records = read_records(phantoms)
+    assert len(records) == 5 and read_records(phantoms / "annotation.json")[0].id == records[0].id
+    assert all(true_findings(r) == {f["name"] for f in r.findings} for r in records)
+
+    iu = tmp_path / "iu"
+    iu.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(iu / "1_front.png")
+    (iu / "indiana_reports.csv").write_text(
+        "uid,findings,impression\n1,Small left pleural effusion.,Effusion.\n"
+    )
+    (iu / "indiana_projections.csv").write_text("uid,filename,projection\n1,1_front.png,Frontal\n")
+    (record,) = read_records(iu)
+    assert true_findings(record) == {"pleural_effusion"}  # no ground truth: the labeler reads it
+
+    classes = tmp_path / "classes"
+    (classes / "normal").mkdir(parents=True)
+    with pytest.raises(ValueError, match="needs report text"):
+        read_records(classes)

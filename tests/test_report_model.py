@@ -25,6 +25,7 @@ def tiny(cell="lstm", vocab_size=VOCAB_SIZE, max_len=6, seed=0, dtype=np.float32
         vocab_size=vocab_size,
         image_size=16,
         channels=(4,),
+        convs_per_block=(2,),
         summary_size=8,
         embed_dim=6,
         hidden_size=8,

@@ -304,7 +304,5 @@ def report_loss(
     """
     B, T, V = word_logits.shape
     words = F.cross_entropy(word_logits.reshape(B * T, V), targets.reshape(-1), ignore_index=pad_id)
-    findings = F.binary_cross_entropy_with_logits(
-        finding_logits, Tensor(finding_targets.astype(finding_logits.dtype))
-    )
+    findings = F.binary_cross_entropy_with_logits(finding_logits, finding_targets)
     return words + findings * finding_weight, words, findings

@@ -28,9 +28,8 @@ dropout masks come from generators seeded by `seed`.
 
 from __future__ import annotations
 
-import contextlib
+import io
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -49,6 +48,7 @@ from minirad.models.report_data import ReportArrays, read_records, split
 from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
 from minirad.optim import Adam, CosineAnnealingLR, clip_grad_norm_
 from minirad.report.decoding import generate
+from minirad.report.render import write_atomically
 
 
 @dataclass
@@ -336,10 +336,6 @@ def plot_history(history: History, path: Path) -> None:
     right.set(xlabel="epoch", ylabel="score", title="Validation (greedy reports)", ylim=(0, 1))
     right.legend()
     fig.tight_layout()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    try:
-        fig.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    write_atomically(path, buffer.getvalue())

@@ -13,12 +13,10 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PIL import Image
-
 from minirad.data.phantom import caption, synthesize
 from minirad.metrics import labels_from_reports
 from minirad.report.pipeline import Reporter
-from minirad.report.render import write_atomically, write_outputs
+from minirad.report.render import png_bytes, write_atomically, write_outputs
 from minirad.report.review import pretty
 
 
@@ -38,9 +36,7 @@ def run_demo(
     for index, (pixels, study) in enumerate(synthesize(n, seed, size=reporter.image_size)):
         name = f"phantom-{seed}-{index:03d}"
         image_path = out / "images" / f"{name}.png"
-        temporary = image_path.with_name(f".{image_path.name}.tmp.png")
-        Image.fromarray(pixels).save(temporary)
-        temporary.replace(image_path)
+        write_atomically(image_path, png_bytes(pixels))
         report = reporter.report_file(image_path)
         paths = write_outputs(report, out / "reports", name)
         pages.append(paths[2])

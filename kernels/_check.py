@@ -48,7 +48,7 @@ def check_array(name: str, a: Any, ndim: int, array_types: tuple[type, ...]) -> 
             f"{name}: expected {kinds}, got {type(a).__module__}.{type(a).__name__} "
             "(is the array on the wrong device for this backend?)"
         )
-    if a.ndim != ndim:
+    if len(_shape(a)) != ndim:
         raise ValueError(f"{name}: expected {ndim}-D array, got shape {_shape(a)}")
 
 
@@ -67,6 +67,8 @@ def check_float_dtypes(**arrays: Any) -> np.dtype:
                 f"{name}: dtype {a.dtype} differs from {first_name}'s {dtype}; "
                 "all float inputs must share one dtype"
             )
+    if dtype is None:
+        raise ValueError(f"no float array among {', '.join(arrays)}: all were None")
     return dtype
 
 
@@ -179,7 +181,8 @@ def maxpool2d_forward(x, kernel, stride, padding, *, array_types) -> tuple[Pair,
     check_array("x", x, 4, array_types)
     check_float_dtypes(x=x)
     kernel, stride, padding = _pool_params(kernel, stride, padding)
-    _check_window_fits("kernel", kernel, _shape(x)[2:], padding, stride)
+    H, W = _shape(x)[2:]
+    _check_window_fits("kernel", kernel, (H, W), padding, stride)
     return kernel, stride, padding
 
 

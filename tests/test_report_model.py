@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -72,7 +73,7 @@ def test_gradient_of_the_joint_loss_matches_finite_differences():
     findings = np.array([[1, 0, 0, 0, 1, 0, 0, 0, 0], [0] * 9])
 
     def loss_value():
-        word_logits, finding_logits = model(Tensor(x), tokens)
+        word_logits, finding_logits = model(Tensor(x), tokens, findings)
         return report_loss(word_logits, finding_logits, tokens[:, 1:], findings)[0]
 
     loss_value().backward()
@@ -98,13 +99,53 @@ def test_a_few_adam_steps_fit_a_tiny_batch():
     losses = []
     for _ in range(150):
         optimizer.zero_grad()
-        loss = report_loss(*model(Tensor(x), tokens), tokens[:, 1:], findings)[0]
+        loss = report_loss(*model(Tensor(x), tokens, findings), tokens[:, 1:], findings)[0]
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
     decoded = greedy(model, model.encode(Tensor(x)), max_len=6)
     assert [d.tokens for d in decoded] == [[4, 5, 6], [6, 6]]
+
+
+def test_the_decoder_reads_the_true_findings_in_training_and_the_decisions_after():
+    model = tiny()
+    x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
+    encoded = model.encode(x)
+    p = encoded.finding_probabilities.numpy()
+    assert np.array_equal(encoded.finding_inputs.numpy(), (p >= 0.5).astype(np.float32))
+
+    # Teacher forcing: the words depend on the findings passed in...
+    none, some = np.zeros((2, 9)), np.eye(2, 9)
+    assert not np.allclose(model(x, tokens, none)[0].numpy(), model(x, tokens, some)[0].numpy())
+    # ... and without them, the decoder reads the head's decisions.
+    decided = (p >= 0.5).astype(np.float64)
+    assert np.allclose(model(x, tokens)[0].numpy(), model(x, tokens, decided)[0].numpy())
+
+    # No word-loss gradient reaches the finding head through a 0/1 input.
+    word_logits, _ = model(x, tokens, some)
+    F.cross_entropy(word_logits.reshape(-1, VOCAB_SIZE), tokens[:, 1:].reshape(-1)).backward()
+    head_gradient = model.finding_head.weight.grad
+    assert head_gradient is None or not head_gradient.any()
+    assert model.summary.weight.grad.any()  # the words still train the encoder
+    with pytest.raises(ValueError, match="findings: expected shape"):
+        model(x, tokens, np.zeros((2, 3)))
+
+
+def test_a_probability_decoder_lets_the_words_train_the_head():
+    config = dataclasses.replace(tiny().config, finding_input="probabilities")
+    model = ReportModel(config, rng=0)
+    x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
+    encoded = model.encode(x)
+    assert encoded.finding_inputs is encoded.finding_probabilities
+    word_logits, _ = model(x, tokens, np.eye(2, 9))  # findings are ignored in this mode
+    F.cross_entropy(word_logits.reshape(-1, VOCAB_SIZE), tokens[:, 1:].reshape(-1)).backward()
+    assert model.finding_head.weight.grad.any()
+    # Checkpoints from before the option existed read probabilities.
+    old = {k: v for k, v in config.to_dict().items() if k != "finding_input"}
+    assert ReportModelConfig.from_dict(old).finding_input == "probabilities"
+    with pytest.raises(ValueError, match="finding_input"):
+        dataclasses.replace(config, finding_input="logits")
 
 
 def test_checkpoint_round_trip_keeps_outputs_and_vocabulary(tmp_path):

@@ -76,6 +76,8 @@ First call, both dtypes, all six functions: 7.9 s to compile the fused version (
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -406,7 +408,7 @@ def gru_cell_backward_naive(dh_new: np.ndarray, cache: GRUCache) -> tuple[np.nda
 # error_model="numpy": no ZeroDivisionError branch, which would keep the loops scalar. No
 # parallel=True: a pass takes 1-9 us, less than waking a thread pool, and Numba's pool would
 # spin against OpenBLAS's on two cores.
-FUSED = dict(cache=True, error_model="numpy")
+FUSED: dict[str, Any] = dict(cache=True, error_model="numpy")
 
 
 @njit(**FUSED)

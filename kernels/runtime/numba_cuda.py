@@ -80,13 +80,13 @@ def _make_simulated_shared_arrays_thread_safe() -> None:
             return self._allocations[caller]
 
     array._minirad_locked = True  # type: ignore[attr-defined]
-    shared.array = array
+    shared.array = array  # type: ignore[method-assign]
 
 
 def simulator_on() -> bool:
     import numba.core.config
 
-    return bool(numba.core.config.ENABLE_CUDASIM)
+    return bool(numba.core.config.ENABLE_CUDASIM)  # type: ignore[attr-defined]
 
 
 def unavailable_reason() -> str | None:

@@ -27,6 +27,10 @@ FINDINGS: tuple[str, ...] = (
     "support_device",
 )
 
+# A finding head "finds" f when its P(f) >= DECISION_THRESHOLD: the report model's decoder reads
+# these decisions, and the review step flags a report that disagrees with them.
+DECISION_THRESHOLD = 0.5
+
 SIDES = ("left", "right", "bilateral")
 ZONES = ("upper", "middle", "lower")
 SEVERITIES = ("small", "moderate", "large")

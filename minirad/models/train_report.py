@@ -4,14 +4,17 @@
 
 One epoch = one pass over a fresh permutation of the training studies in mini-batches. Per batch:
 
-    word_logits, finding_logits = model(images, tokens)            teacher forcing
+    word_logits, finding_logits = model(images, tokens, findings)   teacher forcing (*)
     loss = CE(word_logits, tokens[:, 1:]; ignore <pad>) + lambda * BCE(finding_logits, labels)
     loss.backward();  clip the global gradient norm;  Adam step
 
-with the learning rate annealed along a half cosine over the epochs. After each epoch the model
-writes (greedy) reports for the validation studies, which are scored by the clinical micro-F1 of
-the findings the labeler reads from them and by BLEU-4; the best epoch (F1 first, then BLEU-4)
-is kept in OUT.
+with the learning rate annealed along a half cosine over the epochs. (*) The decoder reads the
+true previous words and the true findings; at inference, its own words and the finding head's
+decisions (see minirad.models.report_model).
+
+After each epoch the model writes (greedy) reports for the validation studies, which are scored
+by the clinical micro-F1 of the findings the labeler reads from them and by BLEU-4; the best
+epoch (F1 first, then BLEU-4) is kept in OUT.
 
 Files written next to OUT (each atomically: write to a temporary name, then rename):
 
@@ -277,7 +280,7 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
                 finding_logits = model.encode(Tensor(images)).finding_logits
                 loss = finding = F.binary_cross_entropy_with_logits(finding_logits, findings)
             else:
-                word_logits, finding_logits = model(Tensor(images), tokens)
+                word_logits, finding_logits = model(Tensor(images), tokens, findings)
                 loss, words, finding = report_loss(
                     word_logits, finding_logits, tokens[:, 1:], findings, config.finding_weight
                 )

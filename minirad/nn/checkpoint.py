@@ -23,7 +23,8 @@ from minirad.nn.module import Module
 PathLike = str | os.PathLike
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: object) -> str:
+    """An exception (or an OSError's strerror) as one line of text."""
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -34,8 +35,10 @@ def save(module_or_state: Module | dict[str, np.ndarray], path: PathLike) -> Non
     `path` (os.replace is atomic within one file system): a crash or a full disk mid-write
     leaves the previous checkpoint as it was, never half a file under the checkpoint's name.
     """
-    is_module = isinstance(module_or_state, Module)
-    state = module_or_state.state_dict() if is_module else module_or_state
+    if isinstance(module_or_state, Module):
+        state = module_or_state.state_dict()
+    else:
+        state = module_or_state
     path = Path(path)
     # Not tempfile.mkstemp: its files are private (mode 0600) and the checkpoint would keep
     # that mode after the rename; os.open with 0o666 gives the usual permissions (umask).

@@ -22,7 +22,7 @@ import numpy as np
 from minirad import functional as F
 from minirad.autograd import Function, Tensor, array_module, stack
 from minirad.nn.layers import Seed, as_generator, uniform
-from minirad.nn.module import Module
+from minirad.nn.module import Module, Parameter
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -71,6 +71,12 @@ class _Cell(Module):
     """What the three cells share; a subclass names its kind ("rnn", "lstm" or "gru")."""
 
     kind = ""
+    # Registered by _add_cell_parameters under torch's names (declared here for readers and
+    # type checkers).
+    weight_ih: Parameter
+    weight_hh: Parameter
+    bias_ih: Parameter | None
+    bias_hh: Parameter | None
 
     def __init__(
         self,
@@ -155,6 +161,12 @@ class _Recurrent(Module):
     """What the three sequence layers share: one layer, its cell Function unrolled over time."""
 
     kind = ""
+    # Registered by _add_cell_parameters under torch's names (declared here for readers and
+    # type checkers).
+    weight_ih_l0: Parameter
+    weight_hh_l0: Parameter
+    bias_ih_l0: Parameter | None
+    bias_hh_l0: Parameter | None
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from minirad.data.findings import FINDINGS, NEGATIVE, POSITIVE
+from minirad.data.findings import DECISION_THRESHOLD, FINDINGS, NEGATIVE, POSITIVE
 from minirad.data.labeler import label_clause, label_report, split_clauses
 
 SECTION_NAMES = ("findings", "impression")
@@ -166,9 +166,9 @@ def _disagreements(stated, probabilities, band: tuple[float, float]) -> list[str
         if name not in probabilities:
             continue
         p, says = probabilities[name], stated.get(name) == POSITIVE
-        if says and p < 0.5:
+        if says and p < DECISION_THRESHOLD:
             problems.append(f"states {pretty(name)}, but the finding head gives P = {p:.2f}")
-        elif not says and p >= 0.5:
+        elif not says and p >= DECISION_THRESHOLD:
             problems.append(
                 f"does not state {pretty(name)}, but the finding head gives P = {p:.2f}"
             )

@@ -89,6 +89,13 @@ def _train(args: argparse.Namespace) -> int:
     return 130 if result.interrupted else 0
 
 
+def _method_for(beam: int) -> str:
+    """--beam K: 1 is greedy decoding, K > 1 a beam of width K."""
+    if beam < 1:
+        raise ValueError(f"--beam: the beam width must be >= 1 (1 = greedy), got {beam}")
+    return "beam" if beam > 1 else "greedy"
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
@@ -96,7 +103,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from minirad.report.pipeline import default_model_path
 
     model = args.model or default_model_path()
-    method = "beam" if args.beam > 1 else "greedy"
+    method = _method_for(args.beam)
     results = evaluate(model, args.data, args.split, method, args.beam, args.limit, args.train_data)
     print(json.dumps(results, indent=2) if args.json else format_results(results))
     return 0
@@ -142,7 +149,7 @@ def _report(args: argparse.Namespace) -> int:
     from minirad.report.render import to_text, write_outputs
 
     reporter = Reporter(args.model)
-    method = "beam" if args.beam > 1 else "greedy"
+    method = _method_for(args.beam)
     failed, results = 0, []
     files = _image_files(args.images)
     stems = _output_stems(files)
@@ -171,6 +178,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     run_demo(args.out, n=args.n, seed=args.seed)
     return 0
+
+
+# Beam search by default: greedy decoding repeats a sentence in 45 of the bundled model's 400
+# unseen test reports, a beam with sentence blocking in none, and its clinical F1 is higher
+# (README, "The bundled model").
+BEAM_HELP = "beam width (default 3; 1 = greedy); a beam never repeats a sentence in a section"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="dataset folder (with a train split)")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--model", help="MODEL.npz (default: the bundled weights)")
-    evaluate.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    evaluate.add_argument("--beam", type=int, default=3, help=BEAM_HELP)
     evaluate.add_argument("--limit", type=int, help="score only the first N studies")
     evaluate.add_argument(
         "--train-data", help="the baselines' training set (default: the train split of --data)"
@@ -231,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     report.add_argument("--out", help="write <name>.txt/.json/.html/.png here")
     report.add_argument("--model", help="MODEL.npz (default: the bundled weights)")
-    report.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    report.add_argument("--beam", type=int, default=3, help=BEAM_HELP)
     report.add_argument("--json", action="store_true", help="print JSON instead of text")
     report.set_defaults(run=_report)
 

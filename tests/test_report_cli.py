@@ -66,7 +66,7 @@ def test_report_json_goes_to_stdout(tmp_path, phantom, capsys):
     files = write_inputs(tmp_path / "in", phantom)
     assert main(["report", str(files[2]), "--json", "--beam", "2"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
-    assert result["decoding"] == {"method": "beam", "width": 2}
+    assert result["decoding"] == {"method": "beam", "width": 2, "block_sentences": True}
 
 
 def test_bad_files_get_one_line_each_and_exit_1(tmp_path, phantom, capsys):

@@ -15,7 +15,15 @@ from minirad.models.report_checkpoint import load_report_model, save_report_mode
 from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
 from minirad.nn import checkpoint
 from minirad.optim import Adam
-from minirad.report.decoding import beam_search, decode, greedy, length_penalty, sample
+from minirad.report.decoding import (
+    Sentences,
+    _Hypothesis,
+    beam_search,
+    decode,
+    greedy,
+    length_penalty,
+    sample,
+)
 
 WORDS = ("a", "b", ".")
 VOCAB_SIZE = len(SPECIALS) + len(WORDS)  # 7
@@ -66,14 +74,15 @@ def test_bad_inputs_name_the_argument():
 
 
 def test_gradient_of_the_joint_loss_matches_finite_differences():
-    """The whole model end to end in float64: conv, summary, attention, LSTM, both losses."""
+    """The whole model end to end in float64: conv, summary, attention, LSTM, both losses
+    (with the word loss's gradient let through to the encoder, so every path is checked)."""
     model = tiny(dtype=np.float64)
     x = images(2, dtype=np.float64)
     tokens = np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
     findings = np.array([[1, 0, 0, 0, 1, 0, 0, 0, 0], [0] * 9])
 
     def loss_value():
-        word_logits, finding_logits = model(Tensor(x), tokens, findings)
+        word_logits, finding_logits = model(Tensor(x), tokens, findings, True)
         return report_loss(word_logits, finding_logits, tokens[:, 1:], findings)[0]
 
     loss_value().backward()
@@ -127,9 +136,29 @@ def test_the_decoder_reads_the_true_findings_in_training_and_the_decisions_after
     F.cross_entropy(word_logits.reshape(-1, VOCAB_SIZE), tokens[:, 1:].reshape(-1)).backward()
     head_gradient = model.finding_head.weight.grad
     assert head_gradient is None or not head_gradient.any()
-    assert model.summary.weight.grad.any()  # the words still train the encoder
     with pytest.raises(ValueError, match="findings: expected shape"):
         model(x, tokens, np.zeros((2, 3)))
+
+
+def test_by_default_the_word_loss_stops_at_the_decoder():
+    model = tiny()
+    x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
+
+    def word_loss_gradients(encoder_learns_from_words):
+        model.zero_grad()
+        word_logits, _ = model(x, tokens, np.eye(2, 9), encoder_learns_from_words)
+        F.cross_entropy(word_logits.reshape(-1, VOCAB_SIZE), tokens[:, 1:].reshape(-1)).backward()
+        return {name: p.grad for name, p in model.named_parameters()}
+
+    cut = word_loss_gradients(False)
+    for name, grad in cut.items():
+        reached = grad is not None and grad.any()
+        encoder_side = name.startswith(("encoder.", "summary.", "finding_head."))
+        assert reached != encoder_side, name  # the decoder's weights only
+    joint = word_loss_gradients(True)
+    assert joint["encoder.blocks.0.weight"].any() and joint["summary.weight"].any()
+    # Cutting the graph changes no value: the same logits either way.
+    assert np.array_equal(model(x, tokens)[0].numpy(), model(x, tokens, None, True)[0].numpy())
 
 
 def test_a_probability_decoder_lets_the_words_train_the_head():
@@ -138,7 +167,7 @@ def test_a_probability_decoder_lets_the_words_train_the_head():
     x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
     encoded = model.encode(x)
     assert encoded.finding_inputs is encoded.finding_probabilities
-    word_logits, _ = model(x, tokens, np.eye(2, 9))  # findings are ignored in this mode
+    word_logits, _ = model(x, tokens, np.eye(2, 9), True)  # findings are ignored in this mode
     F.cross_entropy(word_logits.reshape(-1, VOCAB_SIZE), tokens[:, 1:].reshape(-1)).backward()
     assert model.finding_head.weight.grad.any()
     # Checkpoints from before the option existed read probabilities.
@@ -232,6 +261,55 @@ def test_trigram_blocking_forbids_a_repeated_trigram():
     free_trigrams = [tuple(free.tokens[i : i + 3]) for i in range(len(free.tokens) - 2)]
     assert len(free_trigrams) > len(set(free_trigrams))  # the loop happens without blocking
     assert len(trigrams) == len(set(trigrams))
+
+
+def sentences_per_section(tokens, period=6, sections=()):
+    """[[sentence, ...] per section] of a token list, sentences as tuples."""
+    result, current = [[]], []
+    for token in tokens:
+        if token in sections:
+            result.append([])
+            current = []
+        elif token == period:
+            result[-1].append(tuple(current))
+            current = []
+        else:
+            current.append(token)
+    return result
+
+
+def test_sentence_blocking_forbids_a_repeated_sentence_within_a_section():
+    # Teach a tiny model the report "a . a . b .", which says "a" twice.
+    model, x = tiny(max_len=12), images(1)
+    tokens = np.array([[1, 4, 6, 4, 6, 5, 6, 2]])
+    optimizer = Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        optimizer.zero_grad()
+        report_loss(*model(Tensor(x), tokens), tokens[:, 1:], np.zeros((1, 9)))[0].backward()
+        optimizer.step()
+    encoded = model.encode(Tensor(x))
+    period_only = Sentences(period_id=6, section_ids=frozenset())
+    (free,) = beam_search(model, encoded, 12, width=3)
+    (blocked,) = beam_search(model, encoded, 12, width=3, block_sentences=period_only)
+    assert free.tokens == [4, 6, 4, 6, 5, 6]  # it learnt the repeat
+    (sentences,) = sentences_per_section(blocked.tokens)
+    assert len(sentences) == len(set(sentences)) >= 2, blocked.tokens
+
+
+def test_a_sentence_may_repeat_in_another_section():
+    # ids: 4 "a", 5 "b" (here a section name, like "impression"), 6 "."
+    sentences = Sentences(period_id=6, section_ids=frozenset({5}))
+
+    def repeats(tokens):
+        return _Hypothesis(tokens, [], 0.0, 0).open_sentence_is_a_repeat(sentences)
+
+    assert repeats([4, 6, 4])  # "a . a": closing it would repeat "a"
+    assert not repeats([4, 6, 4, 4])  # "a . a a": a different sentence so far
+    assert not repeats([4, 6, 5, 4])  # "a . <section> a": a new section starts afresh
+    assert not repeats([4, 6])  # nothing open
+    assert Sentences.of(Vocabulary((*SPECIALS, "a", "b", "."))) == Sentences(6, frozenset())
+    with pytest.raises(ValueError, match="no '.' token"):
+        Sentences.of(Vocabulary((*SPECIALS, "a")))
 
 
 def test_sampling_is_seeded_and_a_cold_temperature_is_greedy():

@@ -44,7 +44,7 @@ fed in, padding ignored) plus lambda times the binary cross-entropy of the findi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -273,29 +273,54 @@ class ReportModel(Module):
         return self.output(features), state, alpha
 
     def forward(
-        self, images: Tensor, tokens: np.ndarray, findings: np.ndarray | None = None
+        self,
+        images: Tensor,
+        tokens: np.ndarray,
+        findings: np.ndarray | None = None,
+        encoder_learns_from_words: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Teacher forcing. findings (B, K) in {0, 1}, the true findings: with finding_input
-        "decisions" the decoder reads them instead of the head's decisions (see module doc)."""
+        "decisions" the decoder reads them instead of the head's decisions (see module doc).
+
+        encoder_learns_from_words: let the word loss's gradient flow back into the encoder.
+        Off by default: the decoder reads the encoder's keys and summary as constants, so the
+        encoder learns from the finding loss alone. In PyTorch runs of this encoder, training it
+        on the findings alone gave a better finding head on unseen phantoms (micro-F1 0.918)
+        than this model trained jointly did (0.904): the word loss, many times larger, pulls
+        the features towards what helps the grammar rather than what tells findings apart.
+        """
         tokens = np.asarray(tokens)
         if tokens.ndim != 2 or tokens.shape[0] != images.shape[0] or tokens.shape[1] < 2:
             raise ValueError(
                 f"tokens: expected shape ({images.shape[0]}, T >= 2), got {tokens.shape}"
             )
         encoded = self.encode(images)
+        seen = encoded if encoder_learns_from_words else self._cut_from_encoder(encoded)
         if findings is not None and self.config.finding_input == "decisions":
             expected = encoded.finding_inputs.shape
             if np.shape(findings) != expected:
                 raise ValueError(f"findings: expected shape {expected}, got {np.shape(findings)}")
-            encoded.finding_inputs = Tensor(np.asarray(findings, dtype=encoded.summary.dtype))
-        state = self.initial_state(encoded)
+            seen.finding_inputs = Tensor(np.asarray(findings, dtype=encoded.summary.dtype))
+        state = self.initial_state(seen)
         # All input words are embedded in one lookup, then cut into time steps.
         word_vectors = unstack(self.embed(tokens[:, :-1]), axis=1)  # T-1 tensors (B, E)
         logits = []
         for vectors in word_vectors:
-            step_logits, state, _ = self.step(encoded, vectors, state)
+            step_logits, state, _ = self.step(seen, vectors, state)
             logits.append(step_logits)
         return stack(logits, axis=1), encoded.finding_logits  # (B, T-1, V), (B, K)
+
+    def _cut_from_encoder(self, encoded: Encoded) -> Encoded:
+        """What the decoder reads of `encoded`, with the encoder side cut from the graph: the
+        keys and the summary become constants, so the word loss trains the decoder's own weights
+        (the key projection included) and stops there."""
+        keys = encoded.keys.detach()
+        return replace(
+            encoded,
+            keys=keys,
+            projected_keys=self.attention.project_keys(keys),
+            summary=encoded.summary.detach(),
+        )
 
 
 @dataclass

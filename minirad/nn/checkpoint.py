@@ -35,10 +35,7 @@ def save(module_or_state: Module | dict[str, np.ndarray], path: PathLike) -> Non
     `path` (os.replace is atomic within one file system): a crash or a full disk mid-write
     leaves the previous checkpoint as it was, never half a file under the checkpoint's name.
     """
-    if isinstance(module_or_state, Module):
-        state = module_or_state.state_dict()
-    else:
-        state = module_or_state
+    state = module_or_state.state_dict() if isinstance(module_or_state, Module) else module_or_state
     path = Path(path)
     # Not tempfile.mkstemp: its files are private (mode 0600) and the checkpoint would keep
     # that mode after the rename; os.open with 0o666 gives the usual permissions (umask).

@@ -12,6 +12,12 @@ report is a sequence w_1..w_T ending in <eos>, with log-probability sum_t log P(
   Optional trigram blocking forbids a word that would repeat a trigram already written. Off by
   default: a radiology impression often restates a finding word for word ("consolidation in the
   right lower zone" in both sections), and blocking would forbid exactly that.
+  Optional sentence blocking (`block_sentences=Sentences.of(vocab)`) forbids ending a sentence
+  that its section already has: "no pulmonary edema . ... no pulmonary edema ." Greedy
+  decoding of the bundled model repeats a sentence in 45 of 400 unseen test reports (the
+  decoder loses track of which of the many normal sentences it has written); a plain beam of 3
+  in 5, a beam of 3 with blocking in none: the blocked hypothesis drops out and the next best
+  one, which said something else, takes its place.
 * sampling: w_t drawn from softmax(logits / temperature): temperature < 1 sharpens the
   distribution towards greedy, > 1 flattens it; for varied reports, not the most likely one.
 
@@ -29,7 +35,9 @@ import numpy as np
 from minirad import functional as F
 from minirad.autograd import Tensor, no_grad
 from minirad.backend import small_blas
+from minirad.data.vocab import Vocabulary
 from minirad.models.report_model import Encoded, ReportModel
+from minirad.report.review import SECTION_NAMES
 
 NEG_INF = -np.inf
 METHODS = ("greedy", "beam", "sample")
@@ -152,6 +160,22 @@ def sample(
 # Beam search: one image at a time, its K hypotheses as a batch
 
 
+@dataclass(frozen=True)
+class Sentences:
+    """The token ids that end a sentence ("." ) and start a section ("findings", ...): what
+    sentence blocking needs to cut a report into sections and sentences."""
+
+    period_id: int
+    section_ids: frozenset[int]
+
+    @staticmethod
+    def of(vocab: Vocabulary, sections: tuple[str, ...] = SECTION_NAMES) -> Sentences:
+        if "." not in vocab.tokens:
+            raise ValueError("vocab: has no '.' token, so sentences cannot be told apart")
+        ids = frozenset(vocab.id(name) for name in sections if name in vocab.tokens)
+        return Sentences(vocab.id("."), ids)
+
+
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT's lp(T) = ((5 + T) / 6) ** alpha: 1 for T = 1, growing slowly with T."""
     return ((5.0 + length) / 6.0) ** alpha
@@ -168,6 +192,20 @@ class _Hypothesis:
         t = self.tokens
         return {(t[i], t[i + 1], t[i + 2]) for i in range(len(t) - 2)}
 
+    def open_sentence_is_a_repeat(self, sentences: Sentences) -> bool:
+        """Whether the unfinished last sentence equals a finished one of the same section."""
+        finished: set[tuple[int, ...]] = set()
+        current: list[int] = []
+        for token in self.tokens:
+            if token in sentences.section_ids:  # a new section: its own sentences
+                finished, current = set(), []
+            elif token == sentences.period_id:
+                finished.add(tuple(current))
+                current = []
+            else:
+                current.append(token)
+        return bool(current) and tuple(current) in finished
+
 
 def beam_search(
     model: ReportModel,
@@ -176,6 +214,7 @@ def beam_search(
     width: int = 3,
     alpha: float = 0.6,
     block_trigrams: bool = False,
+    block_sentences: Sentences | None = None,
     eos_id: int = 2,
     bos_id: int = 1,
 ) -> list[Decoded]:
@@ -194,6 +233,7 @@ def beam_search(
             width,
             alpha,
             block_trigrams,
+            block_sentences,
             eos_id,
             bos_id,
         )
@@ -201,7 +241,9 @@ def beam_search(
     ]
 
 
-def _beam_one(model, encoded, max_len, width, alpha, block_trigrams, eos_id, bos_id) -> Decoded:
+def _beam_one(
+    model, encoded, max_len, width, alpha, block_trigrams, block_sentences, eos_id, bos_id
+) -> Decoded:
     live = [_Hypothesis([], [], 0.0, 0)]
     finished: list[tuple[float, _Hypothesis]] = []
     with no_grad():
@@ -216,6 +258,8 @@ def _beam_one(model, encoded, max_len, width, alpha, block_trigrams, eos_id, bos
             log_p = _log_probs(model, logits)
             if block_trigrams:
                 _block_repeated_trigrams(live, log_p)
+            if block_sentences is not None:
+                _block_repeated_sentences(live, log_p, block_sentences, eos_id)
             candidates = np.array([h.log_prob for h in live])[:, None] + log_p  # (R, V)
             live = _extend(live, candidates, alpha_t.numpy(), width, eos_id, alpha, finished)
             if not live or _cannot_improve(live, finished, width, alpha, max_len):
@@ -242,6 +286,17 @@ def _block_repeated_trigrams(live: list[_Hypothesis], log_p: np.ndarray) -> None
         for a, b, c in h.trigrams():
             if (a, b) == last_two:
                 log_p[r, c] = NEG_INF
+
+
+def _block_repeated_sentences(
+    live: list[_Hypothesis], log_p: np.ndarray, sentences: Sentences, eos_id: int
+) -> None:
+    """Forbid whatever would end a sentence its section already has: the period, and also
+    <eos> or a section name, which would end it without one."""
+    closing = [sentences.period_id, eos_id, *sentences.section_ids]
+    for r, h in enumerate(live):
+        if h.open_sentence_is_a_repeat(sentences):
+            log_p[r, closing] = NEG_INF
 
 
 def _extend(live, candidates, alphas, width, eos_id, alpha, finished) -> list[_Hypothesis]:
@@ -299,6 +354,7 @@ def decode(
     width: int = 3,
     alpha: float = 0.6,
     block_trigrams: bool = False,
+    block_sentences: Sentences | None = None,
     temperature: float = 1.0,
     rng: np.random.Generator | int | None = None,
 ) -> list[Decoded]:
@@ -307,7 +363,7 @@ def decode(
     if method == "greedy":
         return greedy(model, encoded, max_len)
     if method == "beam":
-        return beam_search(model, encoded, max_len, width, alpha, block_trigrams)
+        return beam_search(model, encoded, max_len, width, alpha, block_trigrams, block_sentences)
     if method == "sample":
         return sample(model, encoded, max_len, temperature, rng)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
@@ -322,8 +378,8 @@ def generate(
 ) -> list[Decoded]:
     """Reports for images (N, 1, S, S) in [0, 1], `batch_size` images per encoder pass.
 
-    `options` go to `decode` (width, alpha, block_trigrams, temperature, rng, max_len). The
-    model is put in eval mode (no dropout) and no graph is recorded.
+    `options` go to `decode` (width, alpha, block_trigrams, block_sentences, temperature, rng,
+    max_len). The model is put in eval mode (no dropout) and no graph is recorded.
     """
     model.eval()
     results: list[Decoded] = []

@@ -27,7 +27,7 @@ from minirad.data.vocab import clean_report
 from minirad.metrics import clinical_scores, distinct_reports, labels_from_reports, nlg_scores
 from minirad.models.report_checkpoint import load_report_model
 from minirad.models.report_data import ReportArrays, read_images, read_records, split
-from minirad.report.decoding import generate
+from minirad.report.decoding import Sentences, generate
 
 THUMBNAIL = 32
 
@@ -80,7 +80,7 @@ def evaluate(
     model_path: str | Path,
     data: str | Path,
     split_name: str = "test",
-    method: str = "greedy",
+    method: str = "beam",
     width: int = 3,
     limit: int | None = None,
     train_data: str | Path | None = None,
@@ -99,7 +99,8 @@ def evaluate(
     size, max_len = model.config.image_size, model.config.max_len
     test = ReportArrays.from_records(test_records, vocab, size, max_len, f"reading {split_name}")
     true_sets, references = test.true_sets(), test.references
-    decoded = generate(model, test.images, method, width=width)
+    # A beam never ends a sentence its section already has (see minirad.report.decoding).
+    decoded = generate(model, test.images, method, width=width, block_sentences=Sentences.of(vocab))
     hypotheses = [vocab.decode(d.tokens) for d in decoded]
     train_reports = [r.report for r in train_records]
     train_images = read_images(train_records, size, desc="reading train (baseline)")

@@ -27,7 +27,7 @@ from minirad.backend import small_blas
 from minirad.data.findings import FINDINGS
 from minirad.data.readers import read_image
 from minirad.models.report_checkpoint import load_report_model
-from minirad.report.decoding import decode
+from minirad.report.decoding import Sentences, decode
 from minirad.report.review import SECTION_NAMES, Review, format_report, review_report
 
 DEFAULT_MODEL = "default.npz"
@@ -101,6 +101,7 @@ class Reporter:
             )
             raise ValueError(f"{path}: model file not found{hint}")
         self.model, self.vocab, meta = load_report_model(path)
+        self.sentences = Sentences.of(self.vocab)
         info = meta.get("info", {})
         self.required_sections = tuple(info.get("sections", SECTION_NAMES))
         self.model_id = {
@@ -126,7 +127,7 @@ class Reporter:
         image: np.ndarray,
         source: str = "array",
         source_sha256: str = "",
-        method: str = "greedy",
+        method: str = "beam",
         width: int = 3,
         temperature: float = 1.0,
         seed: int | None = 0,
@@ -140,7 +141,13 @@ class Reporter:
         with no_grad(), small_blas():  # small matrices: one BLAS thread (minirad.backend)
             encoded = self.model.encode(Tensor(image[None, None].astype(np.float32)))
             (decoded,) = decode(
-                self.model, encoded, method, width=width, temperature=temperature, rng=seed
+                self.model,
+                encoded,
+                method,
+                width=width,
+                temperature=temperature,
+                rng=seed,
+                block_sentences=self.sentences,  # a beam repeats no sentence in a section
             )
         probabilities = encoded.finding_probabilities.numpy()[0]
         cleaned = self.vocab.decode(decoded.tokens)
@@ -149,7 +156,7 @@ class Reporter:
         review = review_report(cleaned, probs, decoded.finished, self.required_sections)
         decoding: dict[str, object] = {"method": method}
         if method == "beam":
-            decoding["width"] = width
+            decoding.update(width=width, block_sentences=True)
         if method == "sample":
             decoding.update(temperature=temperature, seed=seed)
         return Report(

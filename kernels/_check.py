@@ -275,7 +275,8 @@ class GRUCache(NamedTuple):
 
 
 def _cell(x, h, w_ih, w_hh, b_ih, b_hh, n_gates: int, array_types) -> tuple[int, int, int]:
-    """Shared shape rules of the three cells; returns (B, I, H). Biases may be None (backward)."""
+    """Shared shape rules of the three cells; returns (B, I, H). Biases may be None: the
+    backward passes do not take them (the forward contracts require them first)."""
     check_array("x", x, 2, array_types)
     check_array("h", h, 2, array_types)
     check_array("w_ih", w_ih, 2, array_types)
@@ -300,7 +301,15 @@ def _cell(x, h, w_ih, w_hh, b_ih, b_hh, n_gates: int, array_types) -> tuple[int,
     return B, I, Hh
 
 
+def _require_biases(b_ih, b_hh) -> None:
+    """A cell's forward adds both biases; a layer without them passes zeros (minirad.nn does)."""
+    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is None:
+            raise ValueError(f"{name}: required by the forward pass (pass zeros for no bias)")
+
+
 def rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
+    _require_biases(b_ih, b_hh)
     _cell(x, h, w_ih, w_hh, b_ih, b_hh, 1, array_types)
 
 
@@ -313,6 +322,7 @@ def rnn_tanh_cell_backward(dh_new, x, h, w_ih, w_hh, h_new, *, array_types) -> N
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
+    _require_biases(b_ih, b_hh)
     _cell(x, h, w_ih, w_hh, b_ih, b_hh, 4, array_types)
     check_array("c", c, 2, array_types)
     check_shape("c", c, _shape(h), "same as h")
@@ -332,6 +342,7 @@ def lstm_cell_backward(dh_new, dc_new, cache, *, array_types) -> None:
 
 
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
+    _require_biases(b_ih, b_hh)
     _cell(x, h, w_ih, w_hh, b_ih, b_hh, 3, array_types)
 
 

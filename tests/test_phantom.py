@@ -67,6 +67,16 @@ def test_deterministic_per_seed():
     assert any(ia.tobytes() != ic.tobytes() for (ia, _), (ic, _) in zip(a, c, strict=True))
 
 
+def test_worker_processes_draw_the_same_images():
+    # Image i depends on (seed, i) alone, so splitting the work changes nothing.
+    alone = synthesize(5, seed=3, size=64, workers=1)
+    shared = synthesize(5, seed=3, size=64, workers=2)
+    for (ia, sa), (ib, sb) in zip(alone, shared, strict=True):
+        assert sa == sb and ia.tobytes() == ib.tobytes()
+    with pytest.raises(ValueError, match="workers"):
+        synthesize(2, seed=3, workers=0)
+
+
 def test_one_image_regenerates_alone():
     pairs = synthesize(3, seed=5)
     rng = np.random.default_rng([5, 2])

@@ -44,6 +44,9 @@ def suffix(dtype) -> str:
     return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
+Geometry = tuple[tuple[int, ...], tuple[int, ...]]  # (grid, block), 1-D or 2-D
+
+
 def grid_1d(n: int) -> tuple[tuple[int], tuple[int]]:
     """(grid, block) with one thread per item of n, THREADS per block."""
     return (max(1, (n + THREADS - 1) // THREADS),), (THREADS,)
@@ -100,7 +103,11 @@ def make_versions(runtime) -> dict:
         dw = xp.empty(w.shape, dtype=w.dtype)
         db = xp.empty(K, dtype=w.dtype)
         if version == "naive":  # one thread per element of dx, of dw, of db
-            geometry = {"dx": grid_1d(dx.size), "dw": grid_1d(dw.size), "db": grid_1d(K)}
+            geometry: dict[str, Geometry] = {
+                "dx": grid_1d(dx.size),
+                "dw": grid_1d(dw.size),
+                "db": grid_1d(K),
+            }
         else:  # tiles of dX (C x N*H*W) and of dW (K x C*R*S); one block per channel for db
             geometry = {
                 "dx": grid_2d(C, N * H * W),

@@ -105,7 +105,7 @@ def compile_recorded(signatures: dict[str, list[list]], cc=(7, 5)) -> list[dict]
         for sig in sigs:
             argtypes = tuple(_numba_type(d) for d in sig)
             float32_only = all(d[1] != "float64" for d in sig)
-            entry = {"kernel": key, "signature": [str(t) for t in argtypes]}
+            entry: dict[str, object] = {"kernel": key, "signature": [str(t) for t in argtypes]}
             try:
                 ptx, _ = cuda.compile_ptx(kernel.py_func, argtypes, cc=cc)
             except Exception as error:

@@ -29,7 +29,10 @@ from PIL import Image
 try:  # pydicom >= 3
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 except ImportError:  # pydicom 2.x
-    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+    from pydicom.pixel_data_handlers.util import (  # type: ignore[no-redef]
+        apply_modality_lut,
+        apply_voi_lut,
+    )
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -139,7 +142,7 @@ def _read_pillow(path: Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=PILLOW_FORMATS) as im:
                 im.load()  # Image.open is lazy: truncation and corruption show up here
-                return _pillow_to_grey(im)
+                return _pillow_to_grey(im, path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         limit = Image.MAX_IMAGE_PIXELS
         reason = f"image too large (decompression-bomb limit {limit} pixels): {e}"
@@ -154,17 +157,18 @@ def _read_pillow(path: Path) -> np.ndarray:
         ) from None
 
 
-def _pillow_to_grey(im: Image.Image) -> np.ndarray:
-    """Turn an opened Pillow image into float32 grey in [0, 1], keeping 16-bit precision."""
+def _pillow_to_grey(im: Image.Image, path: Path) -> np.ndarray:
+    """Turn the Pillow image opened from `path` into float32 grey in [0, 1], keeping 16-bit
+    precision."""
     if im.mode.startswith("I;16"):  # 16-bit grey, as Pillow opens 16-bit PNG and TIFF
         return np.asarray(im, dtype=np.float32) / 65535.0
     if im.mode == "I":  # 32-bit int mode; Pillow uses it for some 16-bit files
         values = np.asarray(im, dtype=np.float64)
         if values.min() < 0 or values.max() > 65535:
-            raise ImageReadError(im.filename, "32-bit integer pixels are not supported")
+            raise ImageReadError(path, "32-bit integer pixels are not supported")
         return (values / 65535.0).astype(np.float32)
     if im.mode == "F":
-        raise ImageReadError(im.filename, "floating-point pixels have no known scale")
+        raise ImageReadError(path, "floating-point pixels have no known scale")
     # Everything else (L, 1, P, RGB, RGBA, LA, CMYK, YCbCr) is 8-bit: convert to grey 'L'.
     return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
 
@@ -220,8 +224,9 @@ def _render_dicom(path: Path, stored: np.ndarray, ds: Dataset) -> np.ndarray:
     """
     try:
         values = apply_modality_lut(stored, ds)
-        low, high = _voi_output_range(ds)
-        if low is not None:
+        voi_range = _voi_output_range(ds)
+        if voi_range is not None:
+            low, high = voi_range
             if ds.get("VOILUTSequence") and values.dtype.kind == "f":
                 values = np.rint(values).astype(np.int64)  # a LUT table is indexed by integers
             values = apply_voi_lut(values, ds)
@@ -239,8 +244,8 @@ def _render_dicom(path: Path, stored: np.ndarray, ds: Dataset) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def _voi_output_range(ds: Dataset) -> tuple[float | None, float | None]:
-    """The (low, high) range apply_voi_lut maps into, or (None, None) when there is no VOI.
+def _voi_output_range(ds: Dataset) -> tuple[float, float] | None:
+    """The (low, high) range apply_voi_lut maps into, or None when there is no VOI.
 
     A VOI LUT table outputs 0 .. 2**bits - 1 (bits = 3rd value of LUTDescriptor). A window maps to
     the range the stored values could take after the modality LUT, as pydicom's apply_windowing
@@ -250,7 +255,7 @@ def _voi_output_range(ds: Dataset) -> tuple[float | None, float | None]:
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         return 0.0, float(2**bits - 1)
     if "WindowCenter" not in ds or "WindowWidth" not in ds:
-        return None, None
+        return None
     if ds.get("ModalityLUTSequence"):
         bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
         return 0.0, float(2**bits - 1)

@@ -82,6 +82,27 @@ def test_a_sound_report_that_agrees_with_the_finding_head_is_accepted():
             "does not state nodule, but the finding head gives P = 0.80",
         ),
         (SOUND, {"cardiomegaly": 0.9, "edema": 0.4}, True, "unsure about edema (P = 0.40)"),
+        (
+            "findings a 22 mm nodule is seen in the left upper lobe . "
+            "impression 13 mm pulmonary nodule in the left upper lobe .",
+            {"nodule": 0.9},
+            True,
+            "inconsistent size of nodule: 13 mm vs 22 mm",
+        ),
+        (
+            "findings a moderate right pleural effusion is present . "
+            "impression small right pleural effusion .",
+            {"pleural_effusion": 0.9},
+            True,
+            "inconsistent severity of pleural effusion: moderate vs small",
+        ),
+        (
+            "findings there is a large left pleural effusion . "
+            "impression large right pleural effusion .",
+            {"pleural_effusion": 0.9},
+            True,
+            "inconsistent side of pleural effusion: left vs right",
+        ),
         ("", {}, False, "the report is empty"),
     ],
 )
@@ -98,6 +119,32 @@ def test_an_impression_restating_a_finding_is_not_a_repeat():
     )
     review = review_report(text, probabilities(consolidation=0.95))
     assert review.verdict == ACCEPTED, review.reasons
+
+
+@pytest.mark.parametrize(
+    "text, finding",
+    [
+        # one size in two units; the two severity scales; a negated mention with another side
+        (
+            "findings there is a 3.5 cm mass in the left upper lobe . "
+            "impression 35 mm mass in the left upper lobe .",
+            "mass",
+        ),
+        (
+            "findings the heart is mildly enlarged cardiothoracic ratio 0.55 . "
+            "impression mild cardiomegaly .",
+            "cardiomegaly",
+        ),
+        (
+            "findings small left pleural effusion . no right pleural effusion . "
+            "impression small left pleural effusion .",
+            "pleural_effusion",
+        ),
+    ],
+)
+def test_the_same_description_in_other_words_is_consistent(text, finding):
+    review = review_report(text, probabilities(**{finding: 0.95}))
+    assert not [r for r in review.reasons if r.startswith("inconsistent")], review.reasons
 
 
 def test_sections_are_optional_for_datasets_without_headers():

@@ -6,6 +6,9 @@ A generated report can go wrong in ways a reader spots at once, and so can a pro
     unfinished          the decoder hit the length limit before writing <eos>
     repeated sentence   the same sentence twice within one section
     contradiction       one sentence states a finding, another denies it
+    inconsistent        two mentions of a finding describe it differently: its size
+                        ("22 mm" vs "13 mm"), its severity ("moderate" vs "small") or its side
+                        ("left" vs "right"), e.g. FINDINGS and IMPRESSION disagreeing
     disagreement        the labeler reads finding f from the text, but the finding head gives
                         P(f) < 0.5 -- or the head gives P(f) >= 0.5 and the text does not state f
     uncertain           the head's P(f) lies in the uncertain band (default 0.35 .. 0.65)
@@ -21,6 +24,7 @@ back into what a radiologist would expect to read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from minirad.data.findings import DECISION_THRESHOLD, FINDINGS, NEGATIVE, POSITIVE
@@ -100,6 +104,7 @@ def review_report(
         _structure_problems(sections, finished, required_sections)
         + _repeated_sentences(sections)
         + _contradictions(sections)
+        + _inconsistent_descriptions(sections)
         + _disagreements(stated, probabilities, uncertain_band)
     )
     return Review(ACCEPTED if not reasons else NEEDS_REVIEW, reasons, stated)
@@ -157,6 +162,56 @@ def _contradictions(sections) -> list[str]:
         for name in FINDINGS
         if name in positive and name in negative
     ]
+
+
+# What a mention of a finding may say about it, read from the words of its clause. Severity
+# words of both scales (effusions: small/moderate/large; heart, edema: mild/moderate/severe) map
+# onto one, so that "mildly enlarged" in FINDINGS agrees with "mild cardiomegaly".
+_SIZE = re.compile(r"\b(\d+(?:\.\d+)?) ?(mm|cm)\b")
+_SEVERITY = {
+    "small": "small", "mild": "small", "mildly": "small", "moderate": "moderate",
+    "moderately": "moderate", "large": "large", "severe": "large", "severely": "large",
+}  # fmt: skip
+_SIDES = ("left", "right")
+
+
+def _descriptions(clause: str) -> dict[str, set[str]]:
+    """{"size": {"22 mm"}, "severity": {...}, "side": {...}} as stated in one clause; sizes are
+    normalised to millimetres ("3.5 cm" -> "35 mm") so that equal sizes compare equal."""
+    sizes = {f"{float(v) * (10 if unit == 'cm' else 1):g} mm" for v, unit in _SIZE.findall(clause)}
+    words = clause.split()
+    return {
+        "size": sizes,
+        "severity": {_SEVERITY[w] for w in words if w in _SEVERITY},
+        "side": {w for w in words if w in _SIDES},
+    }
+
+
+def _inconsistent_descriptions(sections) -> list[str]:
+    """A finding described two ways by its positive mentions anywhere in the report.
+
+    Each clause that states a finding lends it the sizes, severities and sides it names. A
+    report about two nodules of different sizes would be flagged too: then a reader decides,
+    which is what "needs review" asks for.
+    """
+    seen: dict[str, dict[str, set[str]]] = {}
+    for sentences in sections.values():
+        for sentence in sentences:
+            for clause in split_clauses(sentence):
+                stated = {name for name, label in label_clause(clause) if label == POSITIVE}
+                if not stated:
+                    continue
+                described = _descriptions(clause)
+                for name in stated:
+                    for attribute, values in described.items():
+                        seen.setdefault(name, {}).setdefault(attribute, set()).update(values)
+    problems = []
+    for name in FINDINGS:
+        for attribute, values in seen.get(name, {}).items():
+            if len(values) > 1:
+                listed = " vs ".join(sorted(values))
+                problems.append(f"inconsistent {attribute} of {pretty(name)}: {listed}")
+    return problems
 
 
 def _disagreements(stated, probabilities, band: tuple[float, float]) -> list[str]:

@@ -67,6 +67,17 @@ def test_report_json_goes_to_stdout(tmp_path, phantom, capsys):
     assert main(["report", str(files[2]), "--json", "--beam", "2"]) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert result["decoding"] == {"method": "beam", "width": 2, "block_sentences": True}
+    assert main(["report", str(files[2]), "--json", "--beam", "1"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["decoding"] == {"method": "greedy"}
+
+
+def test_a_beam_of_width_zero_is_refused(tmp_path, phantom, capsys):
+    files = write_inputs(tmp_path / "in", phantom)
+    assert main(["report", str(files[2]), "--beam", "0"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "minirad: error: --beam: the beam width must be >= 1 (1 = greedy), got 0"
+    )
 
 
 def test_bad_files_get_one_line_each_and_exit_1(tmp_path, phantom, capsys):

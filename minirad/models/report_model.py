@@ -35,11 +35,13 @@ Which f? (ReportModelConfig.finding_input.)
   from clean inputs, and at inference it meets the same kind of 0/1 vector it trained on.
 - "probabilities": f = p in training and at inference (the first bundled model). In training
   the head soon gives p near 0 or 1 on the images it has seen, so the decoder never learned what
-  an unsure p = 0.7 should say: on unseen phantoms its text disagreed with the head on 5% of the
-  studies, and its clinical micro-F1 was 0.011 below the head's own.
+  an unsure p = 0.7 should say: on unseen phantoms its text disagreed with the head on 6% of the
+  studies (2% with "decisions"), and its clinical micro-F1 was 0.011 below the head's own.
 
-Training is joint: cross-entropy of the next word under teacher forcing (the true previous word is
-fed in, padding ignored) plus lambda times the binary cross-entropy of the finding head.
+Training minimises one loss: cross-entropy of the next word under teacher forcing (the true
+previous word is fed in, padding ignored) plus lambda times the binary cross-entropy of the finding
+head. By default the word loss's gradient stops at the decoder, so the encoder learns from the
+findings alone (see `forward`).
 """
 
 from __future__ import annotations

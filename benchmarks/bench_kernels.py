@@ -422,7 +422,8 @@ def write_results(cases, results, matmul_rate, args, out_dir: Path) -> Path:
         f"Command: `{command.strip()}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M')}; machine: {machine}, {os.cpu_count()} cores; "
         f"Python {platform.python_version()}  ",
-        f"OPENBLAS variables in force: {blas_text}  ",
+        f"OPENBLAS variables in force: {blas_text}; OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')} (every contender)  ",
         f"Machine matmul rate (NumPy float32 GEMM 1024^3, median): {matmul_rate:.1f} GFLOP/s  ",
         f"Timing: each contender in its own process, interleaved; {args.rounds} rounds x "
         f"{args.reps} calls, medians. float32. Warm-up (compilation) excluded.",
@@ -456,6 +457,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # `import kernels` makes every minirad process wait passively (kernels/__init__.py); the
+    # torch contender never imports it and would spin. Set the policy before the contender
+    # processes start, so that all of them inherit the same one and the ratios compare kernels,
+    # not wait policies. Measured on the 2-core machine, numba / torch for the 16x16x64x64 conv
+    # forward: 1.28x with both spinning (before kernels set the policy), 2.48x with torch
+    # spinning and minirad passive, 1.25x with both passive. Passive waiting costs both sides
+    # on isolated kernel calls (numba 3.3 -> 4.6 ms, torch 2.6 -> 3.7 ms); it saves a model that
+    # mixes BLAS and Numba calls from the spinning pools starving each other (kernels/__init__).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cases = [c for c in CASES if not args.quick or c.name in QUICK]
     if args.only:
         words = [w.strip() for w in args.only.split(",") if w.strip()]

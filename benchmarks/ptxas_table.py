@@ -26,7 +26,7 @@ def main() -> int:
         "Command: `python benchmarks/ptxas_table.py`",
         "",
         "| source | kernel | registers / thread | static shared memory / block (bytes) "
-        "| spill stores (bytes) | barriers |",
+        "| spill stores (bytes) | named barriers used |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for source in cuda_sources():
@@ -35,6 +35,12 @@ def main() -> int:
                 f"| {k.source} | {k.kernel} | {k.registers} | {k.shared_bytes} | "
                 f"{k.spill_bytes} | {k.barriers} |"
             )
+    lines += [
+        "",
+        "Named barriers used: how many of the 16 named hardware barriers (PTX `bar.sync 0..15`)",
+        "a kernel uses (ptxas's 'used N barriers'). Every `__syncthreads()` is barrier 0, so a",
+        "kernel with several `__syncthreads()` reports 1: not a count of synchronisation points.",
+    ]
     text = "\n".join(lines) + "\n"
     tmp = OUT.with_suffix(".md.tmp")
     tmp.write_text(text)

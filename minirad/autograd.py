@@ -585,7 +585,7 @@ def gradcheck(
             raise GradcheckError(
                 f"gradcheck: inputs[{index}] shape {tensor.shape}: relative error "
                 f"{error.max() / scale:.2e} > {rtol:.0e}; worst element {tuple(map(int, worst))}: "
-                f"analytic {analytic[worst]!r}, numeric {numeric[worst]!r}"
+                f"analytic {float(analytic[worst]):.6g}, numeric {float(numeric[worst]):.6g}"
             )
     return True
 

@@ -21,6 +21,12 @@ from hypothesis import strategies as st
 SMALL = st.integers(1, 3)
 
 
+# Contiguous first: a failing example shrinks towards sampled_from's first value, so the minimal
+# case hypothesis reports uses plain arrays unless the strided view is what breaks the kernel.
+# (st.booleans() would shrink to False, a strided view, and make every minimal case look odd.)
+CONTIGUOUS_FIRST = st.sampled_from([True, False])
+
+
 def random_array(rng: np.random.Generator, shape, dtype, contiguous: bool = True) -> np.ndarray:
     """Standard normal entries; a strided view (every other column) when not `contiguous`."""
     if contiguous or len(shape) == 0:
@@ -82,7 +88,7 @@ def conv_cases(draw, max_size: int = 9, max_channels: int = 4) -> ConvCase:
         stride=stride,
         padding=padding,
         bias=draw(st.booleans()),
-        contiguous=draw(st.booleans()),
+        contiguous=draw(CONTIGUOUS_FIRST),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -134,7 +140,7 @@ def pool_cases(draw, max_size: int = 9) -> PoolCase:
         kernel=kernel,
         stride=stride,
         padding=padding,
-        contiguous=draw(st.booleans()),
+        contiguous=draw(CONTIGUOUS_FIRST),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -165,7 +171,7 @@ def linear_cases(draw) -> LinearCase:
         n_in=draw(st.integers(1, 12)),
         n_out=draw(st.integers(1, 12)),
         bias=draw(st.booleans()),
-        contiguous=draw(st.booleans()),
+        contiguous=draw(CONTIGUOUS_FIRST),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -205,7 +211,7 @@ def cell_cases(draw) -> CellCase:
         I=draw(st.integers(1, 6)),
         H=draw(st.integers(1, 6)),
         scale=draw(st.sampled_from([0.1, 1.0, 5.0])),
-        contiguous=draw(st.booleans()),
+        contiguous=draw(CONTIGUOUS_FIRST),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -239,6 +245,6 @@ def softmax_cases(draw, rank: int | None = None) -> SoftmaxCase:
         axis=draw(st.integers(-ndim, ndim - 1)),
         scale=draw(st.sampled_from([1.0, 10.0, 100.0])),
         ignore_every=draw(st.sampled_from([0, 0, 2, 3])),
-        contiguous=draw(st.booleans()),
+        contiguous=draw(CONTIGUOUS_FIRST),
         seed=draw(st.integers(0, 2**32 - 1)),
     )

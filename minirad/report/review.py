@@ -100,11 +100,12 @@ def review_report(
         raise ValueError(f"probabilities: unknown findings {sorted(unknown)}")
     sections = sections_of(cleaned)
     stated = label_report(format_report(cleaned))
+    clauses = _labelled_clauses(sections)  # labelled once, read by the two checks below
     reasons = (
         _structure_problems(sections, finished, required_sections)
         + _repeated_sentences(sections)
-        + _contradictions(sections)
-        + _inconsistent_descriptions(sections)
+        + _contradictions(clauses)
+        + _inconsistent_descriptions(clauses)
         + _disagreements(stated, probabilities, uncertain_band)
     )
     return Review(ACCEPTED if not reasons else NEEDS_REVIEW, reasons, stated)
@@ -137,26 +138,35 @@ def _repeated_sentences(sections) -> list[str]:
     return problems
 
 
-def _sentence_labels(sentence: str) -> dict[str, set[int]]:
-    """finding -> the labels its mentions get in this one sentence."""
-    labels: dict[str, set[int]] = {}
-    for clause in split_clauses(sentence):
-        for name, label in label_clause(clause):
-            labels.setdefault(name, set()).add(label)
-    return labels
+@dataclass
+class _Clause:
+    """One clause of the report, the sentence it stands in, and the labeler's reading of it:
+    (finding, label) for every mention."""
+
+    sentence: str
+    text: str
+    labels: list[tuple[str, int]]
 
 
-def _contradictions(sections) -> list[str]:
+def _labelled_clauses(sections) -> list[_Clause]:
+    return [
+        _Clause(sentence, clause, label_clause(clause))
+        for sentences in sections.values()
+        for sentence in sentences
+        for clause in split_clauses(sentence)
+    ]
+
+
+def _contradictions(clauses: list[_Clause]) -> list[str]:
     """A finding stated positive in one sentence and negative in another (or the same)."""
     positive: dict[str, str] = {}
     negative: dict[str, str] = {}
-    for sentences in sections.values():
-        for sentence in sentences:
-            for name, labels in _sentence_labels(sentence).items():
-                if POSITIVE in labels:
-                    positive.setdefault(name, sentence)
-                if NEGATIVE in labels:
-                    negative.setdefault(name, sentence)
+    for clause in clauses:
+        for name, label in clause.labels:
+            if label == POSITIVE:
+                positive.setdefault(name, clause.sentence)
+            if label == NEGATIVE:
+                negative.setdefault(name, clause.sentence)
     return [
         f'contradiction about {pretty(name)}: "{positive[name]}" vs "{negative[name]}"'
         for name in FINDINGS
@@ -187,7 +197,7 @@ def _descriptions(clause: str) -> dict[str, set[str]]:
     }
 
 
-def _inconsistent_descriptions(sections) -> list[str]:
+def _inconsistent_descriptions(clauses: list[_Clause]) -> list[str]:
     """A finding described two ways by its positive mentions anywhere in the report.
 
     Each clause that states a finding lends it the sizes, severities and sides it names. A
@@ -195,16 +205,12 @@ def _inconsistent_descriptions(sections) -> list[str]:
     which is what "needs review" asks for.
     """
     seen: dict[str, dict[str, set[str]]] = {}
-    for sentences in sections.values():
-        for sentence in sentences:
-            for clause in split_clauses(sentence):
-                stated = {name for name, label in label_clause(clause) if label == POSITIVE}
-                if not stated:
-                    continue
-                described = _descriptions(clause)
-                for name in stated:
-                    for attribute, values in described.items():
-                        seen.setdefault(name, {}).setdefault(attribute, set()).update(values)
+    for clause in clauses:
+        stated = {name for name, label in clause.labels if label == POSITIVE}
+        described = _descriptions(clause.text) if stated else {}
+        for name in stated:
+            for attribute, values in described.items():
+                seen.setdefault(name, {}).setdefault(attribute, set()).update(values)
     problems = []
     for name in FINDINGS:
         for attribute, values in seen.get(name, {}).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from minirad.data.findings import FINDINGS
+from minirad.metrics import labels_from_reports
 from minirad.report.review import (
     ACCEPTED,
     NEEDS_REVIEW,
@@ -39,6 +40,7 @@ def test_a_sound_report_that_agrees_with_the_finding_head_is_accepted():
     review = review_report(SOUND, probabilities(cardiomegaly=0.97))
     assert review.verdict == ACCEPTED, review.reasons
     assert review.stated["cardiomegaly"] == 1 and review.stated["pleural_effusion"] == 0
+    assert review.positive == labels_from_reports([format_report(SOUND)])[0] == {"cardiomegaly"}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import html
 from pathlib import Path
 
 from minirad.data.phantom import caption, synthesize
-from minirad.metrics import labels_from_reports
 from minirad.report.pipeline import Reporter
 from minirad.report.render import png_bytes, write_atomically, write_outputs
 from minirad.report.review import pretty
@@ -40,7 +39,7 @@ def run_demo(
         report = reporter.report_file(image_path)
         paths = write_outputs(report, out / "reports", name)
         pages.append(paths[2])
-        found = labels_from_reports([report.text])[0]
+        found = report.review.positive  # the labeler already read the report in review
         truth = caption(study).replace("\n", ", ")
         said = ", ".join(pretty(f) for f in sorted(found)) or "normal"
         print(f"{name}: truth: {truth} | report states: {said} | review: {report.review.verdict}")

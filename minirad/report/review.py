@@ -78,6 +78,11 @@ class Review:
     reasons: list[str] = field(default_factory=list)
     stated: dict[str, int | None] = field(default_factory=dict)
 
+    @property
+    def positive(self) -> set[str]:
+        """The findings the report states (label 1), as labels_from_reports reads them."""
+        return {name for name, label in self.stated.items() if label == POSITIVE}
+
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "reasons": list(self.reasons), "stated": self.stated}
 

@@ -26,17 +26,19 @@ in the image (the tests rely on it).
 from __future__ import annotations
 
 import functools
+import io
 import multiprocessing
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import repeat
+from pathlib import Path
 
 import numba
 import numpy as np
 
 from minirad.data.findings import FINDINGS, Finding, Study
+from minirad.files import write_atomically
 
 SCALE = 2  # internal resolution = SCALE x output size, averaged down at the end
 MM_PER_UNIT = 250.0  # the thorax (~1.4 units between the outer rib margins) is ~350 mm wide
@@ -664,13 +666,6 @@ def contact_sheet(images, captions, path, columns: int = 4) -> None:
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         ax.set_title(text, fontsize=7)
     fig.tight_layout()
-    path = os.fspath(path)
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
+    write_atomically(path, buffer.getvalue())

@@ -45,13 +45,13 @@ from minirad import functional as F
 from minirad.autograd import Tensor
 from minirad.backend import small_blas
 from minirad.data.vocab import Vocabulary
+from minirad.files import write_atomically
 from minirad.metrics import clinical_scores, labels_from_reports, nlg_scores
 from minirad.models.report_checkpoint import load_report_model, save_report_model
 from minirad.models.report_data import ReportArrays, read_records, split
 from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
 from minirad.optim import Adam, CosineAnnealingLR, clip_grad_norm_
 from minirad.report.decoding import generate
-from minirad.report.render import write_atomically
 
 
 @dataclass

@@ -14,8 +14,9 @@ import html
 from pathlib import Path
 
 from minirad.data.phantom import caption, synthesize
+from minirad.files import write_atomically
 from minirad.report.pipeline import Reporter
-from minirad.report.render import png_bytes, write_atomically, write_outputs
+from minirad.report.render import png_bytes, write_outputs
 from minirad.report.review import pretty
 
 

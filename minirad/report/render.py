@@ -13,32 +13,20 @@ the image and laid over it in colour (bright = where the decoder looked for that
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from minirad.data.findings import FINDINGS
+from minirad.files import write_atomically
 from minirad.report.pipeline import Report
 from minirad.report.review import pretty
 
 FORMATS = ("txt", "json", "html", "png")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ findings alone (see `forward`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -345,17 +345,7 @@ class Encoded:
     def select(self, rows: np.ndarray) -> Encoded:
         """The same tensors for the images `rows` (repeats allowed): beam search copies an image
         once per hypothesis. Inference only: no gradient flows through the selection."""
-        return Encoded(*(Tensor(getattr(self, name).data[rows]) for name in _ENCODED_FIELDS))
-
-
-_ENCODED_FIELDS = (
-    "keys",
-    "projected_keys",
-    "summary",
-    "finding_logits",
-    "finding_probabilities",
-    "finding_inputs",
-)
+        return Encoded(*(Tensor(getattr(self, f.name).data[rows]) for f in fields(self)))
 
 
 def report_loss(

@@ -128,18 +128,93 @@ def impls(
     return found
 
 
+def block_widths(impl: Impl) -> dict[str, tuple[int, ...]]:
+    """The widths of the blocks `impl` cuts its work into, by the dimension of the op's edge
+    cases (tests/shapes.py, `*_edge_cases`) that they cut; {} for a version without blocks.
+
+    Read from the kernels' own constants, so a retuned constant moves the tested edges with it:
+      numba conv2d blocked   TILE output channels per register tile (and input channels, which
+                             the backward's flipped kernel turns into output channels)
+      numba linear tiled     ROW_BLOCK rows of the left operand per task, COL_BLOCK rows of the
+                             right one per cache block (dw's left operand is dy.T: out rows)
+      cuda / CUDA C          TILE x TILE thread blocks of the 2-D products; THREADS(_1D) threads
+                             of 1-D grids and of the block reductions (one block per row or per
+                             output channel, each thread striding over the reduced axis)
+    """
+    key = (impl.backend, impl.family, impl.version)
+    if impl.backend == "numba":
+        from kernels.conv2d import numba_cpu as conv_cpu
+        from kernels.linear import numba_cpu as linear_cpu
+
+        rows, cols = linear_cpu.ROW_BLOCK, linear_cpu.COL_BLOCK
+        return {
+            ("numba", "conv2d", "blocked"): {"channels": (conv_cpu.TILE,)},
+            ("numba", "linear", "tiled"): {"N": (rows,), "n_in": (cols,), "n_out": (rows, cols)},
+        }.get(key, {})
+    if impl.backend == "cuda":
+        from kernels.runtime.numba_cuda import THREADS_1D, TILE
+
+        return _gpu_block_widths(impl, TILE, THREADS_1D)
+    if impl.backend in ("cupy", "cuda_c_cpu"):
+        from kernels.conv2d import cuda_c as conv_c
+        from kernels.linear import cuda_c as linear_c
+        from kernels.maxpool2d import cuda_c as pool_c
+        from kernels.softmax import cuda_c as softmax_c
+
+        assert conv_c.TILE == linear_c.TILE and conv_c.THREADS == linear_c.THREADS
+        assert pool_c.THREADS == softmax_c.THREADS == linear_c.THREADS
+        return _gpu_block_widths(impl, linear_c.TILE, linear_c.THREADS)
+    return {}
+
+
+def _gpu_block_widths(impl: Impl, tile: int, threads: int) -> dict[str, tuple[int, ...]]:
+    """Both GPU backends cut the same dimensions: 2-D products into tile x tile blocks, 1-D
+    work into blocks of `threads`."""
+    if impl.family == "conv2d":
+        # tiled: K x NPQ (forward), C x NHW (dx), K x CRS (dw) tiles; db one block per channel
+        # striding over N*P*Q. naive: one thread per output element, a 1-D grid.
+        if impl.version == "naive":
+            return {"pixels": (threads,)}
+        return {"channels": (tile,), "pixels": (tile, threads)}
+    if impl.family == "linear":  # the products, the bias add (1-D over N*out), column sums
+        return {"N": (tile,), "n_in": (tile,), "n_out": (tile, threads)}
+    if impl.family == "rnn":  # matmuls of (B, I) by (G*H, I); gate math 1-D over B*H, B*G*H
+        return {"H": (tile,)}
+    if impl.family == "maxpool2d":  # one thread per output (forward) or input (backward)
+        return {"outputs": (threads,)}
+    if impl.family == "softmax":  # block: a block per row; naive: a thread per row
+        return {"columns": (threads,)} if impl.version == "block" else {"rows": (threads,)}
+    return {}
+
+
 def all_families() -> tuple[str, ...]:
     return tuple(FAMILIES)
 
 
+def _differences(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """|actual - expected| elementwise, 0 where both are the same infinity (a max-pool of a
+    window of -inf is -inf), inf where only one is infinite, NaN where either is NaN."""
+    same = actual == expected  # True for equal infinities, whose difference would be NaN
+    with np.errstate(invalid="ignore"):  # inf - inf, replaced by 0 where it is a match
+        return np.where(same, 0.0, np.abs(actual - expected))
+
+
+def _scale(expected: np.ndarray, floor: float) -> float:
+    """max(max|expected| over the finite entries, floor): an infinite expected value must not
+    make every error look relatively small."""
+    finite = np.abs(expected[np.isfinite(expected)])
+    return max(float(finite.max()) if finite.size else 0.0, floor)
+
+
 def relative_error(actual, expected, floor: float = 0.0) -> float:
-    """max|actual - expected| / max(max|expected|, floor); the absolute error if that is 0."""
+    """max|actual - expected| / max(max|expected|, floor); the absolute error if that is 0.
+    Equal infinities count as equal (see _differences)."""
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if expected.size == 0:
         return 0.0
-    scale = max(float(np.max(np.abs(expected))), floor)
-    diff = float(np.max(np.abs(actual - expected)))
+    scale = _scale(expected, floor)
+    diff = float(np.max(_differences(actual, expected)))
     return diff / scale if scale > 0 else diff
 
 
@@ -159,8 +234,8 @@ def assert_close(actual, expected, tol, where: str) -> None:
     if not err <= rtol:  # also catches NaN
         a64 = actual_arr.astype(np.float64)
         e64 = expected_arr.astype(np.float64)
-        scale = max(float(np.max(np.abs(e64))), floor, 1e-300)
-        off = ~(np.abs(a64 - e64) <= rtol * scale)
+        scale = max(_scale(e64, floor), 1e-300)
+        off = ~(_differences(a64, e64) <= rtol * scale)
         index = tuple(int(i) for i in np.argwhere(off)[0])
         raise AssertionError(
             f"{where}: relative error {err:.3e} > {rtol:.0e} over shape {expected_arr.shape}; "

@@ -1,9 +1,12 @@
-"""Seed one small bug at a time into the reference kernels and check that the tests catch it.
+"""Seed one small bug at a time into the kernels and the engine and check that the tests catch it.
 
-A test that cannot fail proves nothing. This script copies `kernels/` and `tests/` into a
-temporary directory, applies one mutation (a one-token change: a sign, an index, an axis), runs
-the test suite against the mutant and reports whether some test failed ("caught") or all passed
-("MISSED"). The working tree is never modified.
+A test that cannot fail proves nothing. This script copies `kernels/`, `minirad/` and `tests/`
+into a temporary directory, applies one mutation (a one-token change: a sign, an index, an axis,
+a bound), runs the tests most likely to catch it and, if they pass, the whole suite, against the
+mutant, and reports whether some test failed ("caught", with the test that failed) or all passed
+("MISSED"), then the score by area. The working tree is never modified. The list is a record of
+what the suite must catch: every bug class an independent mutation run found slipping through
+has a mutant here (the notebooks are not run: a bug must fail a test).
 
     python tests/seeded_bugs.py            # every mutation
     python tests/seeded_bugs.py lstm gru   # those whose name contains one of the words
@@ -175,11 +178,102 @@ MUTATIONS = [
         "numba_cuda.syncthreads()  # every partial written before anyone combines them",
         "pass",
     ),
+    (
+        "linear.cu tiled: every k tile reads the first",
+        "kernels/linear/linear.cu",
+        "A[m * a_row + (k0 + tx) * a_col]",
+        "A[m * a_row + tx * a_col]",
+    ),
+    # Bugs that only show beyond one block or tile (an independent mutation run: the drawn
+    # shapes fitted in one tile, so these passed everything; tests/shapes.py "Block edges").
+    (
+        "numba linear tiled: row block ends a row early",
+        "kernels/linear/numba_cpu.py",
+        "min((block + 1) * ROW_BLOCK, M)",
+        "min((block + 1) * ROW_BLOCK - 1, M)",
+    ),
+    (
+        "numba conv blocked: every tile starts from tile 0's bias",
+        "kernels/conv2d/numba_cpu.py",
+        "a[i] = bias[k0 + j]",
+        "a[i] = bias[j]",
+    ),
+    # Max-pool ties and windows of -inf (random floats never tie, and no drawn input was -inf).
+    (
+        "maxpool window of -inf keeps argmax -1",
+        "kernels/maxpool2d/reference.py",
+        "(values > best) | (argmax < 0) | np.isnan(values)",
+        "(values > best) | np.isnan(values)",
+    ),
+    (
+        "maxpool ties go to the last maximum",
+        "kernels/maxpool2d/reference.py",
+        "(values > best) | (argmax < 0)",
+        "(values >= best) | (argmax < 0)",
+    ),
+    (
+        "numba maxpool window of -inf keeps argmax -1",
+        "kernels/maxpool2d/numba_cpu.py",
+        "if best_index < 0 or value > best or np.isnan(value):",
+        "if value > best or np.isnan(value):",
+    ),
+    (
+        "numba maxpool ties go to the last maximum",
+        "kernels/maxpool2d/numba_cpu.py",
+        "best_index < 0 or value > best",
+        "best_index < 0 or value >= best",
+    ),
+    # The engine's backward through broadcast shapes.
+    (
+        "unbroadcast sums leading axes from the wrong end",
+        "minirad/autograd.py",
+        "grad = grad.sum(axis=0)",
+        "grad = grad.sum(axis=-1)",
+    ),
+    (
+        "Mul backward does not reduce b over broadcast axes",
+        "minirad/autograd.py",
+        "unbroadcast(grad * self.a, self.b.shape)",
+        "grad * self.a",
+    ),
+    # The labeler: a negation's scope must end at "but".
+    (
+        "labeler: 'but' no longer ends a clause",
+        "minirad/data/labeler.py",
+        'r"[;:]|,? but\\b|',
+        'r"[;:]|',
+    ),
 ]
 
-GPU_TESTS = ["tests/test_kernels.py", "-k", "emulated"]
+GPU_TESTS = ["tests/test_kernels.py", "-k", "emulated or block_edges"]
 
 TEST_COMMAND = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+
+# The tests that should catch a bug in each area, run first so that a caught mutant costs
+# seconds; the whole suite runs only when they all pass.
+FIRST_TESTS = {
+    "engine": ["tests/test_broadcasting.py", "tests/test_autograd.py"],
+    "labeler": ["tests/test_labeler.py"],
+}
+KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_invariants.py", "tests/test_torch_oracle.py"]
+
+
+def area(file: str) -> str:
+    """The part of the project a mutated file belongs to: an op folder (with " GPU" for the
+    CUDA sources and Numba CUDA files), the engine, or the labeler."""
+    if file == "minirad/autograd.py":
+        return "engine"
+    if file == "minirad/data/labeler.py":
+        return "labeler"
+    family = file.split("/")[1]
+    return f"{family} GPU" if file.endswith((".cu", "numba_cuda.py")) else family
+
+
+def selections(file: str) -> list[list[str]]:
+    """The pytest selections to run in turn, until one fails: the likely tests, then all."""
+    if area(file).endswith("GPU"):
+        return [GPU_TESTS]  # where such a bug is caught when no GPU exists
+    return [FIRST_TESTS.get(area(file), KERNEL_TESTS), ["tests"]]
 
 
 def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, float]:
@@ -199,35 +293,50 @@ def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, f
             )
         target.write_text(source.replace(old, new))
         env = {**os.environ, "PYTHONPATH": tmp, "HYPOTHESIS_PROFILE": "ci"}
-        selection = GPU_TESTS if file.endswith((".cu", "numba_cuda.py")) else ["tests"]
         start = time.perf_counter()
-        result = subprocess.run(
-            TEST_COMMAND + selection, cwd=tmp, env=env, capture_output=True, text=True
-        )
-        elapsed = time.perf_counter() - start
-        first_failure = next(
-            (line for line in result.stdout.splitlines() if line.startswith("E   ")), ""
-        ).strip()
-        # pytest exits 1 when tests failed. Anything else (2: collection error or interrupted,
-        # 3/4: internal or usage error) means the suite never judged the mutant: not a catch.
-        if result.returncode not in (0, 1):
-            tail = (
-                result.stdout.strip().splitlines()[-1:] or result.stderr.strip().splitlines()[-1:]
+        for selection in selections(file):
+            result = subprocess.run(
+                TEST_COMMAND + selection, cwd=tmp, env=env, capture_output=True, text=True
             )
-            raise SystemExit(f"{name}: the test run broke (exit {result.returncode}): {tail}")
-        return result.returncode == 1, first_failure, elapsed
+            # pytest exits 1 when tests failed. Anything else (2: collection error or
+            # interrupted, 3/4: internal or usage error) means the suite never judged the
+            # mutant: not a catch.
+            if result.returncode not in (0, 1):
+                lines = result.stdout.strip().splitlines() or result.stderr.strip().splitlines()
+                raise SystemExit(
+                    f"{name}: the test run broke (exit {result.returncode}): {lines[-1:]}"
+                )
+            if result.returncode == 1:
+                return True, _first_failure(result.stdout), time.perf_counter() - start
+        return False, "", time.perf_counter() - start
+
+
+def _first_failure(stdout: str) -> str:
+    """The failing test's id and the first line of its error, from pytest's -ra summary."""
+    lines = stdout.splitlines()
+    test = next(
+        (line[len("FAILED ") :].split(" - ")[0] for line in lines if line.startswith("FAILED ")),
+        "?",
+    )
+    error = next((line[4:].strip() for line in lines if line.startswith("E   ")), "")
+    return f"{test}: {error}"
 
 
 def main(words: list[str]) -> int:
-    missed = 0
+    score: dict[str, list[int]] = {}  # area -> [caught, tried]
     for name, file, old, new in MUTATIONS:
         if words and not any(w in name for w in words):
             continue
         caught, failure, elapsed = run_mutation(name, file, old, new)
-        missed += not caught
+        counts = score.setdefault(area(file), [0, 0])
+        counts[0] += caught
+        counts[1] += 1
         verdict = "caught" if caught else "MISSED"
-        print(f"{verdict:7} {name:40} ({elapsed:5.1f} s) {failure[:160]}", flush=True)
-    return 1 if missed else 0
+        print(f"{verdict:7} {name:55} ({elapsed:5.1f} s) {failure[:200]}", flush=True)
+    print("\nmutation score by area:")
+    for name, (caught, tried) in sorted(score.items()):
+        print(f"  {name:16} {caught:2} of {tried:2} caught")
+    return 0 if all(caught == tried for caught, tried in score.values()) else 1
 
 
 if __name__ == "__main__":

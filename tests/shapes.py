@@ -104,6 +104,9 @@ class PoolCase:
     padding: tuple[int, int]
     contiguous: bool
     seed: int
+    # "distinct": no two inputs equal; "ties": integers in {-1, 0, 1}, so windows tie and many
+    # are constant; "neg_inf": mostly -inf, so whole windows are -inf (as padding is).
+    values: str = "distinct"
 
     @property
     def out_size(self) -> tuple[int, int]:
@@ -112,12 +115,17 @@ class PoolCase:
         return P, Q
 
     def arrays(self, dtype):
-        """x (N,C,H,W) with distinct values (no ties), dy (N,C,P,Q)."""
+        """x (N,C,H,W) with values of the kind `values` names, dy (N,C,P,Q)."""
         rng = np.random.default_rng(self.seed)
         size = self.N * self.C * self.H * self.W
-        # A permutation scaled apart: every window has one clear maximum, so the argmax and the
-        # finite differences are well defined, in float32 as in float64.
-        values = (rng.permutation(size) - size / 2) / max(size, 1) * 4
+        if self.values == "ties":
+            values = rng.integers(-1, 2, size).astype(np.float64)
+        elif self.values == "neg_inf":
+            values = np.where(rng.random(size) < 0.7, -np.inf, rng.integers(0, 2, size))
+        else:
+            # A permutation scaled apart: every window has one clear maximum, so the argmax
+            # and the finite differences are well defined, in float32 as in float64.
+            values = (rng.permutation(size) - size / 2) / max(size, 1) * 4
         x = values.reshape(self.N, self.C, self.H, self.W).astype(dtype)
         if not self.contiguous:
             x = np.repeat(x, 2, axis=3)[..., ::2]
@@ -125,8 +133,13 @@ class PoolCase:
         return x, dy
 
 
+POOL_VALUES = ("distinct", "ties", "neg_inf")
+
+
 @st.composite
-def pool_cases(draw, max_size: int = 9) -> PoolCase:
+def pool_cases(draw, max_size: int = 9, values: tuple[str, ...] = POOL_VALUES) -> PoolCase:
+    """Pooling cases; `values` the kinds of input drawn (finite differences need "distinct":
+    at a tie the max is not differentiable)."""
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
     H = draw(st.integers(max(1, kernel[0] - 2 * padding[0]), max_size))
@@ -142,6 +155,7 @@ def pool_cases(draw, max_size: int = 9) -> PoolCase:
         padding=padding,
         contiguous=draw(CONTIGUOUS_FIRST),
         seed=draw(st.integers(0, 2**32 - 1)),
+        values=draw(st.sampled_from(values)),
     )
 
 
@@ -248,3 +262,97 @@ def softmax_cases(draw, rank: int | None = None) -> SoftmaxCase:
         contiguous=draw(CONTIGUOUS_FIRST),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Block edges: sizes on both sides of every block a fast version cuts its work into
+# ----------------------------------------------------------------------------------------------
+#
+# A blocked or tiled kernel has one code path for a full block and another for the partial block
+# at the end, and a bug in either (a loop bound off by one, the offset of the second block) is
+# invisible while every dimension fits in one block. The strategies above draw sizes up to 7-12,
+# so they never reach the second row block of a 16-row blocking. The cases below put the blocked
+# dimensions exactly at the edges: one short of a block, a full block, one over, and two full
+# blocks plus a partial third. The widths come from the kernels' own constants (tests/harness.py,
+# `block_widths`), so a retuned constant moves the edges with it.
+
+
+def sizes_around(*widths: int) -> tuple[int, ...]:
+    """w - 1, w, w + 1 and 2w + 1 for each block width w (sorted, sizes >= 1, no repeats)."""
+    sizes = {size for w in widths for size in (w - 1, w, w + 1, 2 * w + 1)}
+    return tuple(sorted(size for size in sizes if size >= 1))
+
+
+def _factor_pair(n: int) -> tuple[int, int]:
+    """(h, w) with h * w == n and h the largest divisor of n not above sqrt(n)."""
+    h = max(d for d in range(1, int(n**0.5) + 1) if n % d == 0)
+    return h, n // h
+
+
+def _edge_sizes(widths: dict[str, tuple[int, ...]], dims: tuple[str, ...]) -> list[dict]:
+    """One dict {dim: size} per case: case i takes the i-th edge size of every dimension, and
+    a dimension with fewer edge sizes its smallest one past its end. So every edge of every
+    dimension occurs once, the number of cases is that of the longest list, and the largest
+    sizes of two dimensions do not meet in one case (emulated threads are slow).
+
+    A dimension that is not blocked in this implementation keeps a small size (3)."""
+    lists = {dim: sizes_around(*widths[dim]) if dim in widths else (3,) for dim in dims}
+    count = max(len(sizes) for sizes in lists.values())
+    return [
+        {dim: sizes[i] if i < len(sizes) else sizes[0] for dim, sizes in lists.items()}
+        for i in range(count)
+    ]
+
+
+def conv_edge_cases(widths: dict[str, tuple[int, ...]]) -> list[ConvCase]:
+    """Convolutions whose channel counts and output pixel count sit at block edges.
+
+    K = C = channels: the forward tiles K, the backward's flipped kernel turns C into its
+    output channels, and with a 1 x 1 kernel the GEMM depth C*R*S is C too. The image is
+    H x W = pixels (P x Q with stride 1, no padding; the index arithmetic of windows, strides
+    and padding is the drawn cases' job). Biases are distinct per output channel, so a tile
+    that reads another tile's bias is seen."""
+    cases = []
+    for i, sizes in enumerate(_edge_sizes(widths, ("channels", "pixels"))):
+        H, W = _factor_pair(sizes["pixels"])
+        channels = sizes["channels"]
+        cases.append(
+            ConvCase(1, channels, channels, H, W, 1, 1, (1, 1), (0, 0), True, True, seed=i)
+        )
+    return cases
+
+
+def pool_edge_cases(widths: dict[str, tuple[int, ...]]) -> list[PoolCase]:
+    """2x2 pools whose output element count N*C*P*Q sits at the edges of a 1-D grid."""
+    cases = []
+    for i, sizes in enumerate(_edge_sizes(widths, ("outputs",))):
+        P, Q = _factor_pair(sizes["outputs"])
+        cases.append(PoolCase(1, 1, 2 * P, 2 * Q, (2, 2), (2, 2), (0, 0), True, seed=i))
+    return cases
+
+
+def linear_edge_cases(widths: dict[str, tuple[int, ...]]) -> list[LinearCase]:
+    """Products whose rows (N), inputs and outputs sit at the edges of row and column blocks."""
+    return [
+        LinearCase(sizes["N"], sizes["n_in"], sizes["n_out"], True, True, seed=i)
+        for i, sizes in enumerate(_edge_sizes(widths, ("N", "n_in", "n_out")))
+    ]
+
+
+def cell_edge_cases(widths: dict[str, tuple[int, ...]]) -> list[CellCase]:
+    """Cell steps whose hidden size sits at block edges (batch 3, input 3): the gate math's
+    1-D grids over B*H and B*G*H then cross a block of threads too. (The products are the
+    linear folder's matmul, whose edges linear_edge_cases reach.)"""
+    return [
+        CellCase(B=3, I=3, H=sizes["H"], scale=1.0, contiguous=True, seed=i)
+        for i, sizes in enumerate(_edge_sizes(widths, ("H",)))
+    ]
+
+
+def softmax_edge_cases(widths: dict[str, tuple[int, ...]]) -> list[SoftmaxCase]:
+    """(rows, row length) at the edges: a row per thread block strides over its columns, a
+    thread per row covers the rows with a 1-D grid. Every third target ignored."""
+    return [
+        SoftmaxCase((sizes["rows"], sizes["columns"]), -1, 10.0, 3, True, seed=i)
+        for i, sizes in enumerate(_edge_sizes(widths, ("rows", "columns")))
+    ]

@@ -54,7 +54,7 @@ def test_conv2d_gradcheck(impl: Impl, case):
 
 @pytest.mark.parametrize("impl", float64_impls("maxpool2d"), ids=str)
 @FEW
-@given(case=pool_cases(max_size=6))
+@given(case=pool_cases(max_size=6, values=("distinct",)))
 def test_maxpool2d_gradcheck(impl: Impl, case):
     x, dy = case.arrays(np.float64)
     x = np.ascontiguousarray(x)

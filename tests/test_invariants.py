@@ -56,6 +56,14 @@ def test_maxpool_picks_from_its_window_and_routes_gradient_to_argmax(impl: Impl,
             n, c, max(p * sh - ph, 0) : p * sh - ph + kh, max(q * sw - pw, 0) : q * sw - pw + kw
         ]
         assert y[n, c, p, q] == x[n, c, i, j] == window.max(), f"{where}: {(n, c, p, q)}"
+        # Ties (and windows of -inf) go to the first maximum in row-major window order,
+        # PyTorch's rule: the first (row, column) of the window that holds the maximum.
+        first_r, first_s = np.argwhere(window == window.max())[0]
+        first = (max(p * sh - ph, 0) + first_r, max(q * sw - pw, 0) + first_s)
+        assert (i, j) == tuple(first), (
+            f"{where}: argmax {(i, j)} of output {(n, c, p, q)} is not the first maximum "
+            f"{tuple(map(int, first))} of its window {window.tolist()}"
+        )
     dx = to_numpy(impl.ops.maxpool2d_backward(dy, argmax, x.shape, **hyper))
     expected = np.zeros((N * C, H * W))
     for plane, (flat_dy, flat_arg) in enumerate(

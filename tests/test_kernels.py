@@ -8,7 +8,13 @@ rounding (1e-4 relative) and a float64 kernel to float64 rounding (1e-10).
 
 Each body runs twice: `test_<op>` over the natively running implementations, and
 `test_<op>_emulated` over those that run in an emulator (the Numba CUDA simulator, the CUDA C
-emulation), with fewer and smaller cases because emulated threads are slow.
+emulation), with fewer and smaller cases because emulated threads are slow. A third test,
+`test_<op>_block_edges`, runs the same body on every version that cuts its work into blocks or
+tiles, at sizes on both sides of each block width (shapes.py, "Block edges"), in float64: the
+drawn cases are too small to reach a second block.
+
+Names: `x_dev` is the copy of x where the implementation computes (the device, for a GPU
+backend); `dx` is always the gradient of x.
 """
 
 from __future__ import annotations
@@ -17,19 +23,46 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 
-from harness import Impl, assert_all_close, assert_close, assert_dtype, impls, reference, to_numpy
+from harness import (
+    Impl,
+    assert_all_close,
+    assert_close,
+    assert_dtype,
+    block_widths,
+    impls,
+    reference,
+    to_numpy,
+)
 from shapes import (
     CellCase,
     ConvCase,
     PoolCase,
     cell_cases,
+    cell_edge_cases,
     conv_cases,
+    conv_edge_cases,
     linear_cases,
+    linear_edge_cases,
     pool_cases,
+    pool_edge_cases,
     softmax_cases,
+    softmax_edge_cases,
 )
 
 EMULATED = settings(max_examples=6)
+
+
+def edge_params(family: str, edge_cases) -> list:
+    """pytest params (impl, case): every block-edge case of every float64 implementation of
+    `family` whose version has blocks, native and emulated alike."""
+    params = []
+    for impl in impls(family, include_reference=True, emulated=None):
+        widths = block_widths(impl)
+        if impl.dtype != np.float64 or not widths:
+            continue
+        for case in edge_cases(widths):
+            params.append(pytest.param(impl, case, id=f"{impl}-{case}"))
+    return params
 
 
 def f64(arrays):
@@ -47,15 +80,15 @@ def host(arrays):
 
 def check_conv2d(impl: Impl, case: ConvCase) -> None:
     x, w, b, dy = case.arrays(impl.dtype)
-    dx_, dw_, db_, ddy = impl.put([x, w, b, dy])
+    x_dev, w_dev, b_dev, dy_dev = impl.put([x, w, b, dy])
     where = f"conv2d [{impl}] {case}"
     ref = reference()
-    y = impl.ops.conv2d_forward(dx_, dw_, db_, case.stride, case.padding)
+    y = impl.ops.conv2d_forward(x_dev, w_dev, b_dev, case.stride, case.padding)
     y_ref = ref.conv2d_forward(*f64([x, w, b]), case.stride, case.padding)
     assert_dtype([y], impl.dtype, where)
     assert_close(to_numpy(y), y_ref, impl.tol, f"{where} forward y")
 
-    grads = impl.ops.conv2d_backward(ddy, dx_, dw_, case.stride, case.padding)
+    grads = impl.ops.conv2d_backward(dy_dev, x_dev, w_dev, case.stride, case.padding)
     grads_ref = ref.conv2d_backward(*f64([dy, x, w]), case.stride, case.padding)
     assert_dtype(grads, impl.dtype, where)
     assert_all_close(host(grads), grads_ref, ["dx", "dw", "db"], impl.tol, f"{where} backward")
@@ -67,6 +100,9 @@ def check_conv2d(impl: Impl, case: ConvCase) -> None:
 @example(case=ConvCase(1, 2, 3, 5, 4, 5, 4, (1, 1), (0, 0), True, True, 1))  # kernel = input
 @example(case=ConvCase(2, 2, 2, 7, 7, 2, 2, (3, 3), (0, 0), False, False, 2))  # stride > kernel
 @example(case=ConvCase(1, 1, 2, 3, 3, 3, 3, (2, 1), (1, 2), True, True, 3))  # padding
+# 17 output rows: numba's blocked version cuts them into bands of 3, the last one partial;
+# 5 channels in and out: two register tiles of 4, the second one partial.
+@example(case=ConvCase(1, 5, 5, 17, 6, 3, 3, (1, 1), (1, 1), True, True, 4))
 def test_conv2d(impl: Impl, case: ConvCase):
     check_conv2d(impl, case)
 
@@ -80,6 +116,11 @@ def test_conv2d_emulated(impl: Impl, case: ConvCase):
     check_conv2d(impl, case)
 
 
+@pytest.mark.parametrize(("impl", "case"), edge_params("conv2d", conv_edge_cases))
+def test_conv2d_block_edges(impl: Impl, case: ConvCase):
+    check_conv2d(impl, case)
+
+
 # ----------------------------------------------------------------------------------------------
 # maxpool2d
 # ----------------------------------------------------------------------------------------------
@@ -87,17 +128,17 @@ def test_conv2d_emulated(impl: Impl, case: ConvCase):
 
 def check_maxpool2d(impl: Impl, case: PoolCase) -> None:
     x, dy = case.arrays(impl.dtype)
-    dx_, ddy = impl.put([x, dy])
+    x_dev, dy_dev = impl.put([x, dy])
     where = f"maxpool2d [{impl}] {case}"
     ref = reference()
     hyper = dict(kernel=case.kernel, stride=case.stride, padding=case.padding)
-    y, argmax = impl.ops.maxpool2d_forward(dx_, **hyper)
+    y, argmax = impl.ops.maxpool2d_forward(x_dev, **hyper)
     y_ref, argmax_ref = ref.maxpool2d_forward(np.asarray(x, np.float64), **hyper)
     assert_dtype([y], impl.dtype, where)
     assert_close(to_numpy(y), y_ref, impl.tol, f"{where} forward y")
     np.testing.assert_array_equal(to_numpy(argmax), argmax_ref, err_msg=f"{where} argmax")
 
-    dx = impl.ops.maxpool2d_backward(ddy, argmax, x.shape, **hyper)
+    dx = impl.ops.maxpool2d_backward(dy_dev, argmax, x.shape, **hyper)
     dx_ref = ref.maxpool2d_backward(np.asarray(dy, np.float64), argmax_ref, x.shape, **hyper)
     assert_dtype([dx], impl.dtype, where)
     assert_close(to_numpy(dx), dx_ref, impl.tol, f"{where} backward dx")
@@ -109,6 +150,8 @@ def check_maxpool2d(impl: Impl, case: PoolCase) -> None:
 @example(case=PoolCase(2, 2, 5, 3, (5, 3), (1, 1), (0, 0), True, 1))  # window = input
 @example(case=PoolCase(1, 2, 8, 8, (2, 2), (3, 3), (0, 0), False, 2))  # stride > kernel
 @example(case=PoolCase(1, 1, 5, 5, (3, 3), (1, 1), (1, 1), True, 3))  # overlap + padding
+@example(case=PoolCase(1, 2, 4, 4, (2, 2), (1, 1), (0, 0), True, 4, "ties"))  # overlap, ties
+@example(case=PoolCase(2, 1, 5, 5, (3, 3), (2, 2), (1, 1), True, 5, "neg_inf"))  # -inf windows
 def test_maxpool2d(impl: Impl, case: PoolCase):
     check_maxpool2d(impl, case)
 
@@ -117,7 +160,14 @@ def test_maxpool2d(impl: Impl, case: PoolCase):
 @EMULATED
 @given(case=pool_cases(max_size=6))
 @example(case=PoolCase(1, 1, 5, 5, (3, 3), (1, 1), (1, 1), True, 3))  # overlap + padding
+@example(case=PoolCase(1, 2, 4, 4, (2, 2), (1, 1), (0, 0), True, 4, "ties"))  # overlap, ties
+@example(case=PoolCase(2, 1, 5, 5, (3, 3), (2, 2), (1, 1), True, 5, "neg_inf"))  # -inf windows
 def test_maxpool2d_emulated(impl: Impl, case: PoolCase):
+    check_maxpool2d(impl, case)
+
+
+@pytest.mark.parametrize(("impl", "case"), edge_params("maxpool2d", pool_edge_cases))
+def test_maxpool2d_block_edges(impl: Impl, case: PoolCase):
     check_maxpool2d(impl, case)
 
 
@@ -128,13 +178,13 @@ def test_maxpool2d_emulated(impl: Impl, case: PoolCase):
 
 def check_linear(impl: Impl, case) -> None:
     x, w, b, dy = case.arrays(impl.dtype)
-    dx_, dw_, db_, ddy = impl.put([x, w, b, dy])
+    x_dev, w_dev, b_dev, dy_dev = impl.put([x, w, b, dy])
     where = f"linear [{impl}] {case}"
     ref = reference()
-    y = impl.ops.linear_forward(dx_, dw_, db_)
+    y = impl.ops.linear_forward(x_dev, w_dev, b_dev)
     assert_dtype([y], impl.dtype, where)
     assert_close(to_numpy(y), ref.linear_forward(*f64([x, w, b])), impl.tol, f"{where} y")
-    grads = impl.ops.linear_backward(ddy, dx_, dw_)
+    grads = impl.ops.linear_backward(dy_dev, x_dev, w_dev)
     assert_dtype(grads, impl.dtype, where)
     grads_ref = ref.linear_backward(*f64([dy, x, w]))
     assert_all_close(host(grads), grads_ref, ["dx", "dw", "db"], impl.tol, f"{where} backward")
@@ -150,6 +200,11 @@ def test_linear(impl: Impl, case):
 @EMULATED
 @given(case=linear_cases())
 def test_linear_emulated(impl: Impl, case):
+    check_linear(impl, case)
+
+
+@pytest.mark.parametrize(("impl", "case"), edge_params("linear", linear_edge_cases))
+def test_linear_block_edges(impl: Impl, case):
     check_linear(impl, case)
 
 
@@ -177,8 +232,8 @@ def check_rnn_tanh_cell(impl: Impl, case: CellCase) -> None:
     assert_dtype([h_new], impl.dtype, where)
     assert_close(to_numpy(h_new), h_new_ref, impl.tol, f"{where} h_new")
 
-    (d_dh_new,) = impl.put([dh_new])
-    grads = impl.ops.rnn_tanh_cell_backward(d_dh_new, *inputs[:4], h_new)
+    (dh_new_dev,) = impl.put([dh_new])
+    grads = impl.ops.rnn_tanh_cell_backward(dh_new_dev, *inputs[:4], h_new)
     grads_ref = ref.rnn_tanh_cell_backward(*f64([dh_new, x, h, w_ih, w_hh]), h_new_ref)
     assert_dtype(grads, impl.dtype, where)
     assert_all_close(host(grads), grads_ref, CELL_GRADS["rnn_tanh"], impl.tol, where)
@@ -247,6 +302,12 @@ def test_rnn_cells_emulated(impl: Impl, cell: str, case: CellCase):
     CELL_CHECKS[cell](impl, case)
 
 
+@pytest.mark.parametrize("cell", CELL_CHECKS)
+@pytest.mark.parametrize(("impl", "case"), edge_params("rnn", cell_edge_cases))
+def test_rnn_cells_block_edges(impl: Impl, cell: str, case: CellCase):
+    CELL_CHECKS[cell](impl, case)
+
+
 # ----------------------------------------------------------------------------------------------
 # softmax family
 # ----------------------------------------------------------------------------------------------
@@ -254,18 +315,18 @@ def test_rnn_cells_emulated(impl: Impl, cell: str, case: CellCase):
 
 def check_softmax_family(impl: Impl, case) -> None:
     x, dy, _ = case.arrays(impl.dtype)
-    dx_, ddy = impl.put([x, dy])
+    x_dev, dy_dev = impl.put([x, dy])
     where = f"softmax [{impl}] {case}"
     ref = reference()
     x64, dy64 = f64([x, dy])
     for name in ("softmax", "log_softmax"):
-        y = getattr(impl.ops, name)(dx_, case.axis)
+        y = getattr(impl.ops, name)(x_dev, case.axis)
         y_ref = getattr(ref, name)(x64, case.axis)
         assert_dtype([y], impl.dtype, where)
         assert_close(to_numpy(y), y_ref, impl.tol, f"{where} {name}")
         # The backward is fed the reference's y (cast), so only the backward is under test.
-        (y_in,) = impl.put([y_ref.astype(impl.dtype)])
-        dx = getattr(impl.ops, name + "_backward")(ddy, y_in, case.axis)
+        (y_dev,) = impl.put([y_ref.astype(impl.dtype)])
+        dx = getattr(impl.ops, name + "_backward")(dy_dev, y_dev, case.axis)
         dx_ref = getattr(ref, name + "_backward")(dy64, y_ref, case.axis)
         assert_dtype([dx], impl.dtype, where)
         assert_close(to_numpy(dx), dx_ref, impl.tol, f"{where} {name}_backward")
@@ -306,4 +367,10 @@ def test_softmax_cross_entropy(impl: Impl, case):
 @EMULATED
 @given(case=softmax_cases(rank=2))
 def test_softmax_cross_entropy_emulated(impl: Impl, case):
+    check_softmax_cross_entropy(impl, case)
+
+
+@pytest.mark.parametrize(("impl", "case"), edge_params("softmax", softmax_edge_cases))
+def test_softmax_block_edges(impl: Impl, case):
+    check_softmax_family(impl, case)
     check_softmax_cross_entropy(impl, case)

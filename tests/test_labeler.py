@@ -159,6 +159,81 @@ HAND_WRITTEN = [
 ]
 
 
+# Every word that ends a cue's scope (labeler.CLAUSE_BREAK), each in a sentence whose labels
+# change without it, and the negation-scope rules the grammar never exercises: reports.py writes
+# "no X, but there is Y", where "there is" alone would end the scope, so dropping "but" from the
+# rule went unnoticed. Each sentence below fails if its rule is removed (checked one by one).
+CLAUSE_BREAKS = [
+    ("No effusion but a small pneumothorax.", {"pleural_effusion": N, "pneumothorax": P}),
+    ("No effusion, but a small pneumothorax.", {"pleural_effusion": N, "pneumothorax": P}),
+    ("No effusion; small left pneumothorax.", {"pleural_effusion": N, "pneumothorax": P}),
+    ("No effusion: small left pneumothorax.", {"pleural_effusion": N, "pneumothorax": P}),
+    (
+        "No pneumothorax, however a small right effusion persists.",
+        {"pneumothorax": N, "pleural_effusion": P},
+    ),
+    (
+        "No focal consolidation, although a small nodule is seen.",
+        {"consolidation": N, "nodule": P},
+    ),
+    (
+        "No pneumothorax, though the left effusion persists.",
+        {"pneumothorax": N, "pleural_effusion": P},
+    ),
+    ("No acute abnormality except a small left effusion.", {"pleural_effusion": P}),
+    ("No abnormality other than a small left effusion.", {"pleural_effusion": P}),
+    ("No acute findings aside from a right chest tube.", {"support_device": P}),
+    ("No acute findings apart from mild cardiomegaly.", {"cardiomegaly": P}),
+    (
+        "No consolidation whereas the left effusion has increased.",
+        {"consolidation": N, "pleural_effusion": P},
+    ),
+    (
+        "No pneumothorax, which is reassuring given the chest tube.",
+        {"pneumothorax": N, "support_device": P},
+    ),
+    (
+        "No pneumothorax and there is a small left effusion.",
+        {"pneumothorax": N, "pleural_effusion": P},
+    ),
+    # A break ends an uncertainty cue's scope as well as a negation's.
+    ("Possible effusion but definite pneumothorax.", {"pleural_effusion": U, "pneumothorax": P}),
+    # A post-negation governs the mention before it, not one after the break.
+    (
+        "Pneumothorax is no longer seen but the effusion persists.",
+        {"pneumothorax": N, "pleural_effusion": P},
+    ),
+    (
+        "The nodule is not seen, but the mass is unchanged.",
+        {"nodule": N, "mass": P},
+    ),
+    ("Edema is not present but there is cardiomegaly.", {"edema": N, "cardiomegaly": P}),
+    ("Consolidation is absent.", {"consolidation": N}),
+    # "without" and the other pre-negations negate a whole list, up to the end of the clause.
+    ("Without pneumothorax or effusion.", {"pneumothorax": N, "pleural_effusion": N}),
+    ("Free of effusion but a nodule is present.", {"pleural_effusion": N, "nodule": P}),
+    (
+        "Absence of effusion; nasogastric tube in the stomach.",
+        {"pleural_effusion": N, "support_device": P},
+    ),
+    ("Does not demonstrate effusion.", {"pleural_effusion": N}),
+    ("Resolved left pneumothorax.", {"pneumothorax": N}),
+    ("Atelectasis rather than consolidation.", {"atelectasis": P, "consolidation": N}),
+    ("The patient has never had a chest tube.", {"support_device": N}),
+    ("The chest tube was removed.", {"support_device": N}),
+    # "No change" and "not changed" report a finding; they are not negations.
+    ("No interval change in the left pleural effusion.", {"pleural_effusion": P}),
+    ("Not changed since the prior study is the right pneumothorax.", {"pneumothorax": P}),
+]
+
+
+@pytest.mark.parametrize(("sentence", "expected"), CLAUSE_BREAKS, ids=[s for s, _ in CLAUSE_BREAKS])
+def test_labeler_ends_a_cue_at_every_clause_break(sentence, expected):
+    labels = label_report(sentence)
+    mentioned = {name: label for name, label in labels.items() if label is not None}
+    assert mentioned == expected, f"{sentence!r}: got {mentioned}, expected {expected}"
+
+
 @pytest.mark.parametrize(("sentence", "expected"), HAND_WRITTEN, ids=[s for s, _ in HAND_WRITTEN])
 def test_labeler_reads_hand_written_sentences(sentence, expected):
     labels = label_report(sentence)

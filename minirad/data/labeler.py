@@ -113,7 +113,7 @@ PRE_NEGATION = re.compile(
     r"|removal of|rather than|never)\b"
 )
 POST_NEGATION = re.compile(
-    r"\b(?:(?:is|are|has|have) (?:been )?(?:resolved|removed)|resolved|removed"
+    r"\b(?:resolved|removed"  # also "has been resolved", "are removed": a search finds the verb
     r"|(?:is|are) (?:not (?:seen|present|identified|appreciated|visualized|enlarged)|absent)"
     r"|no longer (?:seen|present|visible|identified))\b"
 )

@@ -62,6 +62,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._check import Pair, conv2d_output_size
+from kernels.runtime.grids import ceil_div
 
 # LLVM may fuse a*b + c into one FMA and reorder a sum (so that a dot product vectorises), but
 # assumes nothing about NaN or inf: a non-finite input still reaches the output.
@@ -418,7 +419,7 @@ def _weight_gradient(dy, x, dw_partial, db_partial, kernel, stride, padding, ban
 def _tap_rows(w: np.ndarray) -> np.ndarray:
     """w (K, C, R, S) -> (K rounded up to TILE, C*R*S): one row of taps per output channel."""
     K = w.shape[0]
-    rows = np.zeros((-(-K // TILE) * TILE, w[0].size), dtype=w.dtype)
+    rows = np.zeros((ceil_div(K, TILE) * TILE, w[0].size), dtype=w.dtype)
     rows[:K] = w.reshape(K, -1)
     return rows
 
@@ -431,9 +432,9 @@ def _plan(N: int, P: int, pitch: int, itemsize: int) -> tuple[int, int]:
     """
     threads = numba.get_num_threads()
     most_rows = max(1, RUN_BYTES // (itemsize * pitch))
-    n_bands = min(P, max(-(-P // most_rows), -(-4 * threads // N)))
-    band_rows = -(-P // n_bands)
-    n_bands = -(-P // band_rows)
+    n_bands = min(P, max(ceil_div(P, most_rows), ceil_div(4 * threads, N)))
+    band_rows = ceil_div(P, n_bands)
+    n_bands = ceil_div(P, band_rows)
     return band_rows, min(threads, N * n_bands)
 
 
@@ -476,7 +477,7 @@ def conv2d_backward_blocked(
 
     # dw and db: per-worker partial sums over (image, band) tasks, added up here.
     band_rows, n_workers = _plan(N, P, W + 2 * padding[1], x.itemsize)
-    Kt = -(-K // TILE) * TILE
+    Kt = ceil_div(K, TILE) * TILE
     dw_partial = np.zeros((n_workers, Kt, C * R * S), dtype=x.dtype)
     db_partial = np.zeros((n_workers, Kt), dtype=x.dtype)
     _weight_gradient(dy, x, dw_partial, db_partial, (R, S), stride, padding, band_rows)

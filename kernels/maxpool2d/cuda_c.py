@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels._check import Pair, pool2d_output_size
+from kernels.runtime.grids import grid_1d
 
 SOURCE = Path(__file__).with_name("maxpool2d.cu")
 THREADS = 256  # threads per block: every kernel here is one thread per element, 1-D grid
@@ -33,8 +34,8 @@ def suffix(dtype) -> str:
 
 def launch_1d(runtime, name: str, n_threads: int, args) -> None:
     """Run kernel `name` of maxpool2d.cu with at least n_threads threads, THREADS per block."""
-    grid = ((n_threads + THREADS - 1) // THREADS,)
-    runtime.load(SOURCE).launch(name, grid, (THREADS,), args)
+    grid, block = grid_1d(n_threads, THREADS)
+    runtime.load(SOURCE).launch(name, grid, block, args)
 
 
 def make_versions(runtime) -> dict:

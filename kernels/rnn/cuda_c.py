@@ -31,6 +31,7 @@ import numpy as np
 
 from kernels._check import GRUCache, LSTMCache
 from kernels.linear.cuda_c import THREADS, add_bias, column_sums, matmul, suffix
+from kernels.runtime.grids import grid_1d
 
 SOURCE = Path(__file__).with_name("rnn.cu")
 NO_TANH_GATE = -1  # for sum_activate: every gate of the range is a sigmoid
@@ -44,12 +45,12 @@ def _kernel(runtime, name: str, n: int):
     The dtype of the first argument picks the _f32 or _f64 entry point; Python ints among the
     arguments are passed as C ints.
     """
-    grid = ((n + THREADS - 1) // THREADS,)
+    grid, block = grid_1d(n, THREADS)
 
     def launch(*args) -> None:
         c_args = tuple(np.int32(a) if isinstance(a, int) else a for a in args)
         entry = f"{name}_{suffix(args[0].dtype)}"
-        runtime.load(SOURCE).launch(entry, grid, (THREADS,), c_args)
+        runtime.load(SOURCE).launch(entry, grid, block, c_args)
 
     return launch
 

@@ -9,8 +9,9 @@ simulator: `simulator_on()` is the test to use.
 
 Launch geometry is chosen here and nowhere else: kernels take their block shape from these
 constants (compile-time constants, since shared-memory arrays need a constant size), and the
-host code derives grids with `grid_1d` / `grid_2d`. Under the simulator the blocks are smaller,
-because every simulated thread is an OS thread.
+host code derives grids with `grid_1d` / `grid_2d` (the arithmetic is in grids.py, shared with
+the CUDA C host code). Under the simulator the blocks are smaller, because every simulated
+thread is an OS thread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from types import ModuleType
 import numpy as np
 from numba.core import types as numba_types
 from numba.np import numpy_support
+
+from kernels.runtime import grids
 
 
 def _driver_present() -> bool:
@@ -136,10 +139,10 @@ TILE = 4 if SIMULATED else 16  # side of the square tiles of tiled kernels (TILE
 
 
 def grid_1d(n: int, threads: int = THREADS_1D) -> tuple[int, int]:
-    """(blocks, threads) covering n items, one thread each."""
-    return max(1, (n + threads - 1) // threads), threads
+    """(blocks, threads) covering n items, one thread each (grids.grid_1d at this block size)."""
+    return grids.grid_1d(n, threads)
 
 
 def grid_2d(rows: int, cols: int, tile: int = TILE) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(grid, block) covering a rows x cols output with tile x tile blocks; x runs along cols."""
-    return (max(1, (cols + tile - 1) // tile), max(1, (rows + tile - 1) // tile)), (tile, tile)
+    """(grid, block) of tile x tile blocks over a rows x cols output; x runs along cols."""
+    return grids.grid_2d(rows, cols, tile)

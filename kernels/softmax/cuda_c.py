@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.runtime.grids import Geometry, grid_1d
+
 SOURCE = Path(__file__).with_name("softmax.cu")
 THREADS = 256  # must equal THREADS in softmax.cu: the block kernels' shared arrays have that size
 
@@ -32,11 +34,11 @@ def suffix(dtype) -> str:
     return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
-def row_grid(version: str, n_rows: int) -> tuple[int, ...]:
-    """Blocks for n_rows rows: one thread per row (naive) or one block per row (block)."""
+def row_grid(version: str, n_rows: int) -> Geometry:
+    """(grid, block) for n_rows rows: one thread per row (naive) or one block per row (block)."""
     if version == "naive":
-        return ((n_rows + THREADS - 1) // THREADS,)
-    return (n_rows,)
+        return grid_1d(n_rows, THREADS)
+    return n_rows, THREADS
 
 
 def make_versions(runtime) -> dict:
@@ -54,7 +56,8 @@ def make_versions(runtime) -> dict:
         return xp.ascontiguousarray(xp.moveaxis(rows.reshape(moved_shape), -1, axis))
 
     def launch(name: str, version: str, n_rows: int, args) -> None:
-        runtime.load(SOURCE).launch(name, row_grid(version, n_rows), (THREADS,), args)
+        grid, block = row_grid(version, n_rows)
+        runtime.load(SOURCE).launch(name, grid, block, args)
 
     def version(name: str) -> dict:
         def softmax_any(x, axis, log_output: bool):

@@ -19,7 +19,7 @@ from kernels.runtime.nvcc import nvcc_path
 def compiled():
     from kernels.runtime.ptx_check import check
 
-    cuda()  # switches the simulator on where there is no GPU driver
+    cuda()  # the simulator where there is no GPU driver (chosen when the runtime was imported)
     if not simulator_on():
         pytest.skip("a GPU is present: the gpu tests compile and run the kernels for real")
     if nvcc_path() is None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from kernels._check import Pair, conv2d_output_size
+from kernels.runtime.cuda_c_runtimes import suffix
 from kernels.runtime.grids import Geometry, grid_1d, grid_2d
 
 SOURCE = Path(__file__).with_name("conv2d.cu")
@@ -39,10 +40,6 @@ SOURCE = Path(__file__).with_name("conv2d.cu")
 TILE = 16
 THREADS = 256
 MAX_ELEMENTS = 2**31 - 1 - THREADS  # int indices: a flat index plus one loop step fits
-
-
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
 def check_int_indices(**sizes: int) -> None:

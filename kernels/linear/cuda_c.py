@@ -18,15 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.runtime.cuda_c_runtimes import suffix
 from kernels.runtime.grids import grid_1d, grid_2d
 
 SOURCE = Path(__file__).with_name("linear.cu")
 TILE = 16  # must equal TILE in linear.cu: the tiled kernel's block is TILE x TILE threads
 THREADS = 256  # threads per block of the elementwise kernels
-
-
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
 def matmul(runtime, version: str, A, B, a_strides, b_strides, M: int, N: int, K: int):

@@ -22,14 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from kernels._check import Pair, pool2d_output_size
+from kernels.runtime.cuda_c_runtimes import suffix
 from kernels.runtime.grids import grid_1d
 
 SOURCE = Path(__file__).with_name("maxpool2d.cu")
 THREADS = 256  # threads per block: every kernel here is one thread per element, 1-D grid
-
-
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
 def launch_1d(runtime, name: str, n_threads: int, args) -> None:

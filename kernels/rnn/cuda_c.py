@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from kernels._check import GRUCache, LSTMCache
-from kernels.linear.cuda_c import THREADS, add_bias, column_sums, matmul, suffix
+from kernels.linear.cuda_c import THREADS, add_bias, column_sums, matmul
+from kernels.runtime.cuda_c_runtimes import suffix
 from kernels.runtime.grids import grid_1d
 
 SOURCE = Path(__file__).with_name("rnn.cu")

@@ -5,6 +5,8 @@ launch), written against this small interface; `make_versions(runtime)` builds i
 
     runtime.xp                       the array module: cupy on a GPU, numpy in the emulation
     runtime.load(path).launch(name, grid, block, args)
+
+Every kernel of a .cu exists twice, `<name>_f32` and `<name>_f64`; `suffix(dtype)` is that ending.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+
+def suffix(dtype: DTypeLike) -> str:
+    """The ending of a kernel's entry point for arrays of `dtype`: "f32" or "f64"."""
+    return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.runtime.cuda_c_runtimes import suffix
 from kernels.runtime.grids import Geometry, grid_1d
 
 SOURCE = Path(__file__).with_name("softmax.cu")
 THREADS = 256  # must equal THREADS in softmax.cu: the block kernels' shared arrays have that size
-
-
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
 def row_grid(version: str, n_rows: int) -> Geometry:

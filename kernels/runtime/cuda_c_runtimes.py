@@ -11,7 +11,6 @@ Every kernel of a .cu exists twice, `<name>_f32` and `<name>_f64`; `suffix(dtype
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -53,7 +52,3 @@ def cupy_gpu() -> CudaCRuntime:
     from kernels.runtime import cupy_module
 
     return CudaCRuntime("cupy", cupy, cupy_module.load)
-
-
-def nvcc() -> str | None:
-    return shutil.which("nvcc")

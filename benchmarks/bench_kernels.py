@@ -19,7 +19,8 @@ How it is timed (and why):
   * The machine's matmul rate (float32 GEMM 1024^3 through NumPy's BLAS, median) is measured in
     the same run, and every kernel's GFLOP/s is also given as a fraction of it.
 
-Writes benchmarks/RESULTS.md (tables, the command, the OPENBLAS variables in force) and
+Writes benchmarks/RESULTS.md (tables, the command, the OPENBLAS variables in force; its
+hand-written last section, the timings behind the kernels' design, is kept as it is) and
 benchmarks/results.png (a bar chart of the ratio to torch).
 """
 
@@ -411,6 +412,18 @@ def plot(cases, results, path: Path) -> None:
     plt.close(fig)
 
 
+# A hand-written section of RESULTS.md, from this heading to the end, that write_results keeps
+# when it rewrites the file: the timings behind the kernels' design, quoted by their docstrings.
+KEPT_SECTION = "## Measurements behind the kernels' design"
+
+
+def kept_section(path: Path) -> list[str]:
+    """The lines of `path` from KEPT_SECTION on (none if the file or the heading is missing)."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find(KEPT_SECTION)
+    return [] if start < 0 else ["", *text[start:].rstrip("\n").split("\n")]
+
+
 def write_results(cases, results, matmul_rate, args, out_dir: Path) -> Path:
     blas_env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
     command = "python benchmarks/bench_kernels.py " + " ".join(sys.argv[1:])
@@ -438,6 +451,7 @@ def write_results(cases, results, matmul_rate, args, out_dir: Path) -> Path:
         lines += ["", "Errors:", *errs]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "RESULTS.md"
+    lines += kept_section(path)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(path)

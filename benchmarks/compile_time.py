@@ -24,7 +24,7 @@ CHILD = r"""
 import json, sys, time
 start = time.perf_counter()
 import kernels
-from kernels.smoke import exercise_every_op
+from kernels.verify.smoke import exercise_every_op
 times = {"import": time.perf_counter() - start}
 times.update(exercise_every_op(sys.argv[1]))
 print(json.dumps(times))

@@ -35,12 +35,12 @@ from kernels._backend import FAMILIES, Backend
 # Numba's parallel loops run on an OpenMP thread pool, NumPy's matmuls on OpenBLAS's own pool.
 # By default idle OpenMP threads spin for a while before sleeping, and so do OpenBLAS's: when a
 # model alternates small parallel kernels with BLAS calls (a decoder step: matmul, softmax,
-# matmul...), each pool's spinning threads hold the cores the other pool needs. On the 2-core CI
-# machine a report-model training step took 1.2 s this way and 0.24 s with passive waiting
-# (re-measured later: 1.49 s and 0.26 s with OpenBLAS on its default two threads; with one BLAS
-# thread, as minirad.backend.small_blas runs the report model, both take about 0.25 s). The
-# price: an isolated parallel kernel pays to wake the sleeping threads, e.g. a 16x16x64x64 conv
-# forward takes 4.6 ms instead of 3.3 (benchmarks/RESULTS.md is measured with this policy).
+# matmul...), each pool's spinning threads hold the cores the other pool needs: on the 2-core CI
+# machine a report-model training step took five times as long as with passive waiting (with
+# OpenBLAS on its default two threads; with one BLAS thread, as minirad.backend.small_blas runs
+# the report model, the policy makes no difference). The price: an isolated parallel kernel pays
+# to wake the sleeping threads. The timings are in benchmarks/RESULTS.md, "Measurements behind
+# the kernels' design"; the tables there are measured with this policy.
 # libgomp reads this variable when Numba first loads it (the first parallel launch), so it is
 # set here, before any kernel runs; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

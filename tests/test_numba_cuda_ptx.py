@@ -2,7 +2,7 @@
 
 The simulator runs kernels as Python: code the real compiler refuses (the builtin max(a, b) in
 Numba 0.68's CUDA target) or silent float64 arithmetic in a float32 kernel (a literal 0 is an
-int64; int64 * float32 is float64) pass there unnoticed. kernels.runtime.ptx_check records the
+int64; int64 * float32 is float64) pass there unnoticed. kernels.verify.ptx_check records the
 argument types of every kernel launch under the simulator and compiles each for sm_75 with the
 real toolchain in a second process; no GPU is needed, only the CUDA toolkit's NVVM.
 """
@@ -17,9 +17,9 @@ from kernels.runtime.nvcc import nvcc_path
 
 @pytest.fixture(scope="module")
 def compiled():
-    from kernels.runtime.ptx_check import check
+    from kernels.verify.ptx_check import check
 
-    cuda()  # switches the simulator on where there is no GPU driver
+    cuda()  # the simulator where there is no GPU driver (chosen when the runtime was imported)
     if not simulator_on():
         pytest.skip("a GPU is present: the gpu tests compile and run the kernels for real")
     if nvcc_path() is None:

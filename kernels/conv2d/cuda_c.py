@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from kernels._check import Pair, conv2d_output_size
+from kernels.runtime.cuda_c_runtimes import suffix
+from kernels.runtime.grids import Geometry, grid_1d, grid_2d
 
 SOURCE = Path(__file__).with_name("conv2d.cu")
 # Must equal the #defines of conv2d.cu: the tiled kernels' shared tiles are TILE x TILE and
@@ -38,23 +40,6 @@ SOURCE = Path(__file__).with_name("conv2d.cu")
 TILE = 16
 THREADS = 256
 MAX_ELEMENTS = 2**31 - 1 - THREADS  # int indices: a flat index plus one loop step fits
-
-
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
-
-
-Geometry = tuple[tuple[int, ...], tuple[int, ...]]  # (grid, block), 1-D or 2-D
-
-
-def grid_1d(n: int) -> tuple[tuple[int], tuple[int]]:
-    """(grid, block) with one thread per item of n, THREADS per block."""
-    return (max(1, (n + THREADS - 1) // THREADS),), (THREADS,)
-
-
-def grid_2d(rows: int, cols: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(grid, block) covering a rows x cols result with TILE x TILE blocks; x runs along cols."""
-    return (max(1, (cols + TILE - 1) // TILE), max(1, (rows + TILE - 1) // TILE)), (TILE, TILE)
 
 
 def check_int_indices(**sizes: int) -> None:
@@ -75,7 +60,7 @@ def make_versions(runtime) -> dict:
     """The VERSIONS table for one runtime (CuPy on a GPU, or the CPU emulation)."""
     xp = runtime.xp
 
-    def launch(kernel: str, dtype, geometry, args) -> None:
+    def launch(kernel: str, dtype, geometry: Geometry, args) -> None:
         grid, block = geometry
         runtime.load(SOURCE).launch(f"conv2d_{kernel}_{suffix(dtype)}", grid, block, args)
 
@@ -88,7 +73,7 @@ def make_versions(runtime) -> dict:
         check_int_indices(x=x.size, w=w.size, y=N * K * P * Q)
         y = xp.empty((N, K, P, Q), dtype=x.dtype)
         # naive: one thread per element of y; tiled: one block per tile of Y (K x N*P*Q)
-        geometry = grid_1d(y.size) if version == "naive" else grid_2d(K, N * P * Q)
+        geometry = grid_1d(y.size, THREADS) if version == "naive" else grid_2d(K, N * P * Q, TILE)
         sizes = conv_sizes(x.shape, w.shape, stride, padding)
         launch(f"forward_{version}", x.dtype, geometry, (x, w, b, y, *sizes))
         return y
@@ -104,15 +89,15 @@ def make_versions(runtime) -> dict:
         db = xp.empty(K, dtype=w.dtype)
         if version == "naive":  # one thread per element of dx, of dw, of db
             geometry: dict[str, Geometry] = {
-                "dx": grid_1d(dx.size),
-                "dw": grid_1d(dw.size),
-                "db": grid_1d(K),
+                "dx": grid_1d(dx.size, THREADS),
+                "dw": grid_1d(dw.size, THREADS),
+                "db": grid_1d(K, THREADS),
             }
         else:  # tiles of dX (C x N*H*W) and of dW (K x C*R*S); one block per channel for db
             geometry = {
-                "dx": grid_2d(C, N * H * W),
-                "dw": grid_2d(K, C * R * S),
-                "db": ((K,), (THREADS,)),
+                "dx": grid_2d(C, N * H * W, TILE),
+                "dw": grid_2d(K, C * R * S, TILE),
+                "db": (K, THREADS),
             }
         sizes = conv_sizes(x.shape, w.shape, stride, padding)
         launch(f"dx_{version}", x.dtype, geometry["dx"], (dy, w, dx, *sizes))

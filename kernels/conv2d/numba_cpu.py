@@ -42,17 +42,16 @@ Versions:
          buffers, reused from task to task, and its own partial sums of dw and db, added up
          at the end, so no two threads ever write one address.
 
-Why this algorithm (on the 2-core AMD EPYC (Zen 5, AVX-512) it was tuned on; x (32, 16, 64,
-64), w (32, 16, 3, 3), b (32,), padding 1, float32; PyTorch 2.13 CPU as the peer, 2 threads each):
-    * im2col + GEMM, the reference's method, ran at 4-10x PyTorch's time: its column buffer
-      is R*S = 9 times the input (75 MB here), paid in page faults, tall-thin GEMMs and col2im.
-    * A direct loop vectorised along one output row, 4 output channels at a time: 1.2-2.2x.
-    * naive: forward 0.59 s, backward 1.1 s.
-    * blocked: forward 4.9 ms, backward 8.9 ms, together 13.8 ms against PyTorch's 24.8 ms
-      (0.56x; 0.65x against PyTorch with THP_MEM_ALLOC_ENABLE=1, 21.2 ms): 245 and 270
-      GFLOP/s. Medians of 120 calls, each contender in its own process, alternated.
-    The first call in a fresh environment compiles for ~7 s per dtype (forward + backward);
-    later processes load the machine code from Numba's cache in ~0.4 s.
+Why this algorithm (tuned against PyTorch CPU on a 3x3 convolution of a batch of 64x64 images;
+the timings, and the machine they were measured on, are in benchmarks/RESULTS.md, "Measurements
+behind the kernels' design"):
+    * im2col + GEMM, the reference's method, took several times PyTorch's time: its column
+      buffer is R*S times the input, paid in page faults, tall-thin GEMMs and col2im.
+    * A direct loop vectorised along one output row, 4 output channels at a time, was still
+      slower than PyTorch.
+    * blocked, the shifted rows above, is faster than PyTorch there, forward and backward.
+    The first call in a fresh environment compiles for seconds (forward + backward, per dtype);
+    later processes load the machine code from Numba's cache (cache=True).
 """
 
 from __future__ import annotations
@@ -62,6 +61,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._check import Pair, conv2d_output_size
+from kernels.runtime.grids import ceil_div
 
 # LLVM may fuse a*b + c into one FMA and reorder a sum (so that a dot product vectorises), but
 # assumes nothing about NaN or inf: a non-finite input still reaches the output.
@@ -418,7 +418,7 @@ def _weight_gradient(dy, x, dw_partial, db_partial, kernel, stride, padding, ban
 def _tap_rows(w: np.ndarray) -> np.ndarray:
     """w (K, C, R, S) -> (K rounded up to TILE, C*R*S): one row of taps per output channel."""
     K = w.shape[0]
-    rows = np.zeros((-(-K // TILE) * TILE, w[0].size), dtype=w.dtype)
+    rows = np.zeros((ceil_div(K, TILE) * TILE, w[0].size), dtype=w.dtype)
     rows[:K] = w.reshape(K, -1)
     return rows
 
@@ -431,9 +431,9 @@ def _plan(N: int, P: int, pitch: int, itemsize: int) -> tuple[int, int]:
     """
     threads = numba.get_num_threads()
     most_rows = max(1, RUN_BYTES // (itemsize * pitch))
-    n_bands = min(P, max(-(-P // most_rows), -(-4 * threads // N)))
-    band_rows = -(-P // n_bands)
-    n_bands = -(-P // band_rows)
+    n_bands = min(P, max(ceil_div(P, most_rows), ceil_div(4 * threads, N)))
+    band_rows = ceil_div(P, n_bands)
+    n_bands = ceil_div(P, band_rows)
     return band_rows, min(threads, N * n_bands)
 
 
@@ -476,7 +476,7 @@ def conv2d_backward_blocked(
 
     # dw and db: per-worker partial sums over (image, band) tasks, added up here.
     band_rows, n_workers = _plan(N, P, W + 2 * padding[1], x.itemsize)
-    Kt = -(-K // TILE) * TILE
+    Kt = ceil_div(K, TILE) * TILE
     dw_partial = np.zeros((n_workers, Kt, C * R * S), dtype=x.dtype)
     db_partial = np.zeros((n_workers, Kt), dtype=x.dtype)
     _weight_gradient(dy, x, dw_partial, db_partial, (R, S), stride, padding, band_rows)

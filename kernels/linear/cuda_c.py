@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.runtime.cuda_c_runtimes import suffix
+from kernels.runtime.grids import grid_1d, grid_2d
+
 SOURCE = Path(__file__).with_name("linear.cu")
 TILE = 16  # must equal TILE in linear.cu: the tiled kernel's block is TILE x TILE threads
 THREADS = 256  # threads per block of the elementwise kernels
-
-
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
 def matmul(runtime, version: str, A, B, a_strides, b_strides, M: int, N: int, K: int):
@@ -33,7 +32,7 @@ def matmul(runtime, version: str, A, B, a_strides, b_strides, M: int, N: int, K:
     A and B are C-contiguous arrays (any shape); the strides, in elements, say how to read them.
     """
     C = runtime.xp.empty((M, N), dtype=A.dtype)
-    grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
+    grid, block = grid_2d(M, N, TILE)
     args = (
         A,
         B,
@@ -44,23 +43,23 @@ def matmul(runtime, version: str, A, B, a_strides, b_strides, M: int, N: int, K:
         *map(np.int32, a_strides),
         *map(np.int32, b_strides),
     )
-    runtime.load(SOURCE).launch(f"matmul_{version}_{suffix(A.dtype)}", grid, (TILE, TILE), args)
+    runtime.load(SOURCE).launch(f"matmul_{version}_{suffix(A.dtype)}", grid, block, args)
     return C
 
 
 def add_bias(runtime, y, b) -> None:
     rows, cols = y.shape
-    grid = ((rows * cols + THREADS - 1) // THREADS,)
+    grid, block = grid_1d(rows * cols, THREADS)
     args = (y, b, np.int32(rows), np.int32(cols))
-    runtime.load(SOURCE).launch(f"add_bias_{suffix(y.dtype)}", grid, (THREADS,), args)
+    runtime.load(SOURCE).launch(f"add_bias_{suffix(y.dtype)}", grid, block, args)
 
 
 def column_sums(runtime, dy):
     rows, cols = dy.shape
     db = runtime.xp.empty(cols, dtype=dy.dtype)
-    grid = ((cols + THREADS - 1) // THREADS,)
+    grid, block = grid_1d(cols, THREADS)
     args = (dy, db, np.int32(rows), np.int32(cols))
-    runtime.load(SOURCE).launch(f"column_sums_{suffix(dy.dtype)}", grid, (THREADS,), args)
+    runtime.load(SOURCE).launch(f"column_sums_{suffix(dy.dtype)}", grid, block, args)
     return db
 
 

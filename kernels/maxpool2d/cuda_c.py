@@ -22,19 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from kernels._check import Pair, pool2d_output_size
+from kernels.runtime.cuda_c_runtimes import suffix
+from kernels.runtime.grids import grid_1d
 
 SOURCE = Path(__file__).with_name("maxpool2d.cu")
 THREADS = 256  # threads per block: every kernel here is one thread per element, 1-D grid
 
 
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
-
-
 def launch_1d(runtime, name: str, n_threads: int, args) -> None:
     """Run kernel `name` of maxpool2d.cu with at least n_threads threads, THREADS per block."""
-    grid = ((n_threads + THREADS - 1) // THREADS,)
-    runtime.load(SOURCE).launch(name, grid, (THREADS,), args)
+    grid, block = grid_1d(n_threads, THREADS)
+    runtime.load(SOURCE).launch(name, grid, block, args)
 
 
 def make_versions(runtime) -> dict:

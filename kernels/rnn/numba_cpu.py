@@ -23,19 +23,19 @@ values the forward kept, then a matrix half:
 
 Versions:
     naive  the formulas as compiled loops, one batch row and one unit at a time, with the exact
-           exp and tanh; the matrix products are loops too. Readable, and slow (54 ms for the
-           LSTM sequence below, 4x the NumPy reference, whose products go to BLAS).
+           exp and tanh; the matrix products are loops too. Readable, and slow (several times
+           the NumPy reference, whose products go to BLAS).
     fused  the default. The matrix products go to BLAS through NumPy at the Python level
            (Numba's np.dot would need SciPy, which minirad does not depend on; at these sizes
-           the Python call costs ~0.8 us of a 14-44 us product). Everything elementwise - the
+           the Python call is a small part of a product's time). Everything elementwise - the
            biases, the activations, c_new, h_new, and in the backward the whole gate gradient
            with the bias gradient - is one compiled pass per call that LLVM vectorises (AVX-512
            here), row by row. What it took, each measured on the LSTM gate pass:
              * sigma and tanh without libm: Numba has no vector math library here, and a call
-               to expf/tanhf keeps a loop scalar (190 us of a ~280 us step when planning). For
+               to expf/tanhf keeps a loop scalar (most of a step's time when planning). For
                float32, _sigmoid32 (exp from Cephes' polynomial, 2^n written into the exponent
                bits) and _tanh32 (Eigen's rational function) are branch-free and call nothing:
-               16 lanes at a time, 3 us per 20k values instead of 36 us. Worst error over a
+               16 lanes at a time, over ten times faster than libm. Worst error over a
                dense float32 grid on [-120, 120]: sigma 2.6 ulp (1.97e-7 relative, NumPy's own
                float32 formula: 3.3 ulp), tanh 4.4 ulp (2.7e-7 relative). float64 keeps the
                exact np.exp / np.tanh, and agrees with the reference to ~1e-13; which one a
@@ -51,27 +51,17 @@ Versions:
              * no fastmath except FMA contraction inside the float32 activations: the rest of
                the arithmetic keeps the reference's order and rounding, so float64 backward
                passes match the reference bit for bit given the same cache.
-           No prange: a pass takes 1-9 us, less than waking a thread pool, and Numba's pool
-           would spin against OpenBLAS's on two cores.
+           No prange: a pass takes microseconds, less than waking a thread pool, and Numba's
+           pool would spin against OpenBLAS's on two cores.
 
-Measured (2-core AMD EPYC Zen 5 VM shared with other jobs; OPENBLAS_CORETYPE=Haswell,
-OPENBLAS_L2_SIZE=512, so OpenBLAS runs its AVX2 kernels). The benchmark's LSTM: B 32, I 64,
-H 128, 30 steps, float32, one lstm_cell_forward per step, then one lstm_cell_backward per
-step carrying dh, dc and summing dw, against torch.nn.LSTM over the same sequence plus
-loss.backward(). Each contender timed in its own fresh process, alternated, 10 rounds x 20
-runs, median of the round medians:
-    library default threads (2):  fused 4.9 ms, torch 2.0 ms: 2.4x  (5.4 ms, 2.65x, through
-                                  kernels.get("numba"), whose validation adds ~10 us a step)
-    one thread each:              fused 6.8 ms, torch 3.5 ms: 2.0x
-    NumPy reference 12.4 ms, naive 54 ms.
-Per step, one thread: forward 77 us = GEMMs 23 + 44, gate pass 9, Python 2; backward 134 us =
-gate pass 6, GEMMs 22 + 44 + 21 + 39. The GEMMs run at ~97 GFLOP/s, near the AVX2 peak of one
-core (torch.mm is no faster at these shapes: 45 us for h w_hh^T), so the cell is GEMM-bound.
-torch.nn.LSTM wins by not being one call per step: it runs oneDNN's fused LSTM primitive
-(aten::mkldnn_rnn_layer in torch.profiler), which sees the whole sequence, and it skips dx,
-since its input needs no gradient.
-First call, both dtypes, all six functions: 7.9 s to compile the fused version (7.1 s naive),
-0.36 s from Numba's cache (cache=True) in a fresh process.
+Where the time goes (measured on the benchmark's LSTM sequence, one cell call per step forward
+and backward, against torch.nn.LSTM; the timings, and the machine they were measured on, are in
+benchmarks/RESULTS.md, "Measurements behind the kernels' design"): the GEMMs take most of every
+step and run near the AVX2 peak of one core (torch.mm is no faster at these shapes): the cell is
+GEMM-bound. torch.nn.LSTM is faster over a sequence by not being one call per step: it runs
+oneDNN's fused LSTM primitive (aten::mkldnn_rnn_layer in torch.profiler), which sees the whole
+sequence, and it skips dx, since its input needs no gradient. The first call compiles for
+seconds; later processes load the machine code from Numba's cache (cache=True).
 """
 
 from __future__ import annotations

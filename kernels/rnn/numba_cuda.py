@@ -29,21 +29,19 @@ Versions:
 
 Elementwise kernels use a 1-D grid over the B * cols outputs (consecutive threads touch
 consecutive columns: coalesced); launch geometry comes from kernels/runtime/numba_cuda.py.
+Which kernels each version launches, on what, is the host code of device_host.py, shared with
+the CUDA C backend; the end of this file says how a kernel is launched here.
 """
 
 from __future__ import annotations
 
 import math
 
-from kernels._check import GRUCache, LSTMCache
 from kernels.linear.numba_cuda import add_bias, column_sums, matmul
+from kernels.rnn.device_host import CellDevice, make_versions
 from kernels.runtime.numba_cuda import cuda, grid_1d, xp
 
 numba_cuda = cuda()
-
-NO_TANH_GATE = -1  # for _sum_activate: every gate of the block is a sigmoid
-LSTM_TANH_GATE = 2  # i, f, g, o: g is the tanh gate
-
 
 # ----------------------------------------------------------------------------------------------
 # Device functions. `one` is 1 in the arrays' dtype: a literal 1 is an int64 and would silently
@@ -322,138 +320,42 @@ def _gru_backward_fused(dh_new, h, gates, hn, da_x, da_h):
 
 
 # ----------------------------------------------------------------------------------------------
-# Host code
+# Host code: the cells are orchestrated by device_host.py; this is how a kernel is launched here
 # ----------------------------------------------------------------------------------------------
 
+# rnn.cu's kernel names -> this file's kernels (the host code names them the same way).
+_KERNELS = {
+    "rnn_forward_fused": _rnn_forward_fused,
+    "rnn_backward": _rnn_backward,
+    "lstm_forward_fused": _lstm_forward_fused,
+    "lstm_state": _lstm_state,
+    "lstm_backward_fused": _lstm_backward_fused,
+    "lstm_dc_total": _lstm_dc_total,
+    "lstm_gate_grads": _lstm_gate_grads,
+    "lstm_dc": _lstm_dc,
+    "gru_forward_fused": _gru_forward_fused,
+    "gru_candidate": _gru_candidate,
+    "gru_state": _gru_state,
+    "gru_backward_fused": _gru_backward_fused,
+    "gru_candidate_update_grads": _gru_candidate_update_grads,
+    "gru_reset_grad": _gru_reset_grad,
+    "gru_hidden_grads": _gru_hidden_grads,
+    "gru_direct_path": _gru_direct_path,
+}
 
-def _launch(kernel, n: int):
-    """`kernel` configured with a 1-D grid of one thread per item, n items."""
+
+def _launch(kernel: str, n: int, arrays: tuple, B: int, H: int) -> None:
+    """Run `kernel` on a 1-D grid of one thread per item, n items; it reads B, H off the arrays."""
     blocks, threads = grid_1d(n)
-    return kernel[blocks, threads]
+    _KERNELS[kernel][blocks, threads](*arrays)
 
 
-def _contiguous(*arrays):
-    """Non-contiguous views become contiguous copies (numpy under the simulator, cupy on a GPU)."""
-    return tuple(xp().ascontiguousarray(a) for a in arrays)
+def _launch_sum_activate(gi, gh, gates, cols: int, H: int, tanh_gate: int) -> None:
+    """_sum_activate over the first `cols` columns of every row: B * cols threads."""
+    blocks, threads = grid_1d(gates.shape[0] * cols)
+    _sum_activate[blocks, threads](gi, gh, gates, H, tanh_gate, cols)
 
 
-def _empty(shape, like):
-    return xp().empty(shape, dtype=like.dtype)
-
-
-def _weight_grads(da_x, da_h, x, h, w_ih, w_hh, gemm: str):
-    """The matrix half of every backward: dx, dh, dw_ih, dw_hh, db_ih, db_hh (see the top)."""
-    dx = matmul(da_x, w_ih, gemm)
-    dh = matmul(da_h, w_hh, gemm)
-    dw_ih = matmul(da_x.T, x, gemm)  # (G*H, B) @ (B, I): the transpose is a strided view
-    dw_hh = matmul(da_h.T, h, gemm)
-    db_ih = column_sums(da_x)
-    # tanh-RNN and LSTM pass one da for both sides: sum it once, return two arrays.
-    db_hh = db_ih.copy() if da_h is da_x else column_sums(da_h)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
-
-
-def _version(name: str) -> dict:
-    fused = name == "fused"
-    gemm = "tiled" if fused else "naive"
-
-    def pre_activations(x, h, w_ih, w_hh, b_ih, b_hh):
-        """(gi, gh) = (x @ w_ih.T, h @ w_hh.T), the biases added only by the naive version
-        (the fused kernels add them as they read gi and gh)."""
-        gi, gh = matmul(x, w_ih.T, gemm), matmul(h, w_hh.T, gemm)
-        if not fused:
-            add_bias(gi, b_ih)
-            add_bias(gh, b_hh)
-        return gi, gh
-
-    def rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
-        x, h, w_ih, w_hh, b_ih, b_hh = _contiguous(x, h, w_ih, w_hh, b_ih, b_hh)
-        B, H = h.shape
-        gi, gh = pre_activations(x, h, w_ih, w_hh, b_ih, b_hh)
-        h_new = _empty((B, H), x)
-        if fused:
-            _launch(_rnn_forward_fused, B * H)(gi, gh, b_ih, b_hh, h_new)
-        else:
-            # One gate (number 0), a tanh, over all H columns.
-            _launch(_sum_activate, B * H)(gi, gh, h_new, H, 0, H)
-        return h_new
-
-    def rnn_tanh_cell_backward(dh_new, x, h, w_ih, w_hh, h_new):
-        dh_new, x, h, w_ih, w_hh, h_new = _contiguous(dh_new, x, h, w_ih, w_hh, h_new)
-        da = _empty(h.shape, x)
-        _launch(_rnn_backward, da.size)(dh_new, h_new, da)
-        return _weight_grads(da, da, x, h, w_ih, w_hh, gemm)
-
-    def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
-        x, h, c, w_ih, w_hh, b_ih, b_hh = _contiguous(x, h, c, w_ih, w_hh, b_ih, b_hh)
-        B, H = h.shape
-        gi, gh = pre_activations(x, h, w_ih, w_hh, b_ih, b_hh)
-        gates = _empty((B, 4 * H), x)
-        c_new, tanh_c_new, h_new = _empty((B, H), x), _empty((B, H), x), _empty((B, H), x)
-        if fused:
-            _launch(_lstm_forward_fused, B * H)(
-                gi, gh, b_ih, b_hh, c, gates, c_new, tanh_c_new, h_new
-            )
-        else:
-            _launch(_sum_activate, gates.size)(gi, gh, gates, H, LSTM_TANH_GATE, 4 * H)
-            _launch(_lstm_state, B * H)(gates, c, c_new, tanh_c_new, h_new)
-        return h_new, c_new, LSTMCache(x, h, c, w_ih, w_hh, gates, tanh_c_new)
-
-    def lstm_cell_backward(dh_new, dc_new, cache: LSTMCache):
-        dh_new, dc_new = _contiguous(dh_new, dc_new)
-        x, h, c, w_ih, w_hh, gates, tanh_c_new = _contiguous(*cache)
-        B, H = h.shape
-        da, dc = _empty((B, 4 * H), x), _empty((B, H), x)
-        if fused:
-            _launch(_lstm_backward_fused, B * H)(dh_new, dc_new, c, gates, tanh_c_new, da, dc)
-        else:
-            dc_total = _empty((B, H), x)
-            _launch(_lstm_dc_total, B * H)(dh_new, dc_new, gates, tanh_c_new, dc_total)
-            _launch(_lstm_gate_grads, da.size)(dc_total, dh_new, c, gates, tanh_c_new, da)
-            _launch(_lstm_dc, B * H)(dc_total, gates, dc)
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(da, da, x, h, w_ih, w_hh, gemm)
-        return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
-
-    def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
-        x, h, w_ih, w_hh, b_ih, b_hh = _contiguous(x, h, w_ih, w_hh, b_ih, b_hh)
-        B, H = h.shape
-        gi, gh = pre_activations(x, h, w_ih, w_hh, b_ih, b_hh)
-        gates, h_new = _empty((B, 3 * H), x), _empty((B, H), x)
-        if fused:
-            hn = _empty((B, H), x)
-            _launch(_gru_forward_fused, B * H)(gi, gh, b_ih, b_hh, h, gates, hn, h_new)
-        else:
-            # r and z (the first 2H columns) are sigmoids of gi + gh; n needs r first.
-            _launch(_sum_activate, B * 2 * H)(gi, gh, gates, H, NO_TANH_GATE, 2 * H)
-            _launch(_gru_candidate, B * H)(gi, gh, gates)
-            _launch(_gru_state, B * H)(gates, h, h_new)
-            hn = xp().ascontiguousarray(gh[:, 2 * H :])  # gh already holds b_hh
-        return h_new, GRUCache(x, h, w_ih, w_hh, gates, hn)
-
-    def gru_cell_backward(dh_new, cache: GRUCache):
-        (dh_new,) = _contiguous(dh_new)
-        x, h, w_ih, w_hh, gates, hn = _contiguous(*cache)
-        B, H = h.shape
-        da_x, da_h = _empty((B, 3 * H), x), _empty((B, 3 * H), x)
-        if fused:
-            _launch(_gru_backward_fused, B * H)(dh_new, h, gates, hn, da_x, da_h)
-        else:
-            _launch(_gru_candidate_update_grads, B * H)(dh_new, h, gates, da_x)
-            _launch(_gru_reset_grad, B * H)(hn, gates, da_x)
-            _launch(_gru_hidden_grads, da_h.size)(da_x, gates, da_h)
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(da_x, da_h, x, h, w_ih, w_hh, gemm)
-        _launch(_gru_direct_path, B * H)(dh, dh_new, gates)
-        return dx, dh, dw_ih, dw_hh, db_ih, db_hh
-
-    return {
-        "rnn_tanh_cell_forward": rnn_tanh_cell_forward,
-        "rnn_tanh_cell_backward": rnn_tanh_cell_backward,
-        "lstm_cell_forward": lstm_cell_forward,
-        "lstm_cell_backward": lstm_cell_backward,
-        "gru_cell_forward": gru_cell_forward,
-        "gru_cell_backward": gru_cell_backward,
-    }
-
-
-VERSIONS = {"naive": _version("naive"), "fused": _version("fused")}
+DEVICE = CellDevice(xp(), matmul, add_bias, column_sums, _launch, _launch_sum_activate)
+VERSIONS = make_versions(DEVICE)
 DEFAULT_VERSION = "fused"

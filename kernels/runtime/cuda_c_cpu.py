@@ -3,6 +3,8 @@
     module = load("kernels/linear/linear.cu")
     module.launch("matmul_tiled_f32", grid=(4, 2), block=(16, 16), args=(a, b, c, np.int32(M)))
 
+grid and block are ints or tuples of up to three ints, as in CUDA (grids.dim3).
+
 For every `extern "C" __global__ void name(params)` in the source, a launcher
 `emu_launch_name(gx, gy, gz, bx, by, bz, params)` is generated, the source and the launchers are
 compiled into a shared library with `g++ -std=c++20 -include cuda_emu.h`, and the library is
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from kernels.runtime.grids import dim3
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
 CXX_FLAGS = ("-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w")
@@ -113,9 +117,7 @@ class EmulatedModule:
         params = self.kernels[name]
         if len(args) != len(params):
             raise ValueError(f"{name}: expects {len(params)} arguments, got {len(args)}")
-        grid3 = tuple(grid) + (1,) * (3 - len(tuple(grid)))
-        block3 = tuple(block) + (1,) * (3 - len(tuple(block)))
-        c_args = [ctypes.c_uint(int(v)) for v in (*grid3, *block3)]
+        c_args = [ctypes.c_uint(v) for v in (*dim3(grid), *dim3(block))]
         for param, value in zip(params, args, strict=True):
             c_args.append(_to_c(name, param, value))
         getattr(self._library, f"emu_launch_{name}")(*c_args)

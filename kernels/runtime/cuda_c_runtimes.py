@@ -5,17 +5,24 @@ launch), written against this small interface; `make_versions(runtime)` builds i
 
     runtime.xp                       the array module: cupy on a GPU, numpy in the emulation
     runtime.load(path).launch(name, grid, block, args)
+
+Every kernel of a .cu exists twice, `<name>_f32` and `<name>_f64`; `suffix(dtype)` is that ending.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+
+def suffix(dtype: DTypeLike) -> str:
+    """The ending of a kernel's entry point for arrays of `dtype`: "f32" or "f64"."""
+    return "f32" if np.dtype(dtype) == np.float32 else "f64"
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,3 @@ def cupy_gpu() -> CudaCRuntime:
     from kernels.runtime import cupy_module
 
     return CudaCRuntime("cupy", cupy, cupy_module.load)
-
-
-def nvcc() -> str | None:
-    return shutil.which("nvcc")

@@ -5,13 +5,16 @@ The same .cu files the CPU emulation runs (runtime/cuda_c_cpu.py); the same laun
     module = load("kernels/linear/linear.cu")
     module.launch("matmul_tiled_f32", grid=(4, 2), block=(16, 16), args=(a, b, c, np.int32(M)))
 
-Arrays are CuPy arrays (device memory); scalars are NumPy scalars of the kernel's C type.
+Arrays are CuPy arrays (device memory); scalars are NumPy scalars of the kernel's C type; grid and
+block are ints or tuples of up to three ints, as in CUDA (grids.dim3).
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+
+from kernels.runtime.grids import dim3
 
 NVRTC_OPTIONS = ("--std=c++17",)
 
@@ -39,7 +42,7 @@ class CupyModule:
         self._module = cupy.RawModule(code=path.read_text(), options=NVRTC_OPTIONS)
 
     def launch(self, name: str, grid, block, args) -> None:
-        self._module.get_function(name)(tuple(grid), tuple(block), tuple(args))
+        self._module.get_function(name)(dim3(grid), dim3(block), tuple(args))
 
 
 _LOADED: dict[Path, CupyModule] = {}

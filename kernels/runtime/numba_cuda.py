@@ -3,14 +3,15 @@
 On a machine without an NVIDIA driver the backend runs under Numba's CUDA simulator, which
 executes every CUDA thread as a Python thread (shared memory, syncthreads and atomics work; it
 is slow, so only tiny shapes are practical). The simulator must be switched on before
-numba.cuda is first imported; `cuda()` does that once, unless the user decided already by
-setting NUMBA_ENABLE_CUDASIM themselves. Note that `cuda.is_available()` is True under the
-simulator: `simulator_on()` is the test to use.
+numba.cuda is first imported; importing this module does that, unless the user decided already
+by setting NUMBA_ENABLE_CUDASIM themselves (or imported numba.cuda first). Note that
+`cuda.is_available()` is True under the simulator: `simulator_on()` is the test to use.
 
-Launch geometry is chosen here and nowhere else: kernels take their block shape from these
-constants (compile-time constants, since shared-memory arrays need a constant size), and the
-host code derives grids with `grid_1d` / `grid_2d`. Under the simulator the blocks are smaller,
-because every simulated thread is an OS thread.
+The block sizes of this backend are chosen here and nowhere else: kernels take their block shape
+from these constants (compile-time constants, since shared-memory arrays need a constant size),
+and the host code derives grids with `grid_1d` / `grid_2d` (the arithmetic is in grids.py, shared
+with the CUDA C host code). Under the simulator the blocks are smaller, because every simulated
+thread is an OS thread.
 """
 
 from __future__ import annotations
@@ -25,19 +26,25 @@ import numpy as np
 from numba.core import types as numba_types
 from numba.np import numpy_support
 
+from kernels.runtime import grids
+
 
 def _driver_present() -> bool:
     return ctypes.util.find_library("cuda") is not None or os.path.exists("/dev/nvidia0")
 
 
-def cuda() -> ModuleType:
-    """numba.cuda, with the simulator switched on first where there is no GPU driver."""
+def _choose_simulator() -> None:
+    """Switch the simulator on where there is no GPU driver, unless that is decided already."""
     undecided = "numba.cuda" not in sys.modules and "NUMBA_ENABLE_CUDASIM" not in os.environ
     if undecided and not _driver_present():
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
         import numba.core.config
 
         numba.core.config.reload_config()
+
+
+def cuda() -> ModuleType:
+    """numba.cuda: the simulator where there is no GPU driver (chosen at import), else the GPU."""
     from numba import cuda as numba_cuda
 
     if simulator_on():
@@ -103,12 +110,12 @@ def unavailable_reason() -> str | None:
             "no CUDA GPU, and numba.cuda was imported before minirad could switch the "
             "simulator on; set NUMBA_ENABLE_CUDASIM=1"
         )
-    if _xp() is np:
+    if xp() is np:
         return "a GPU is present but cupy is not installed (pip install minirad[gpu])"
     return None
 
 
-def _xp() -> ModuleType:
+def xp() -> ModuleType:
     """The array module of this backend: NumPy under the simulator, CuPy on a GPU."""
     if simulator_on():
         return np
@@ -120,26 +127,22 @@ def _xp() -> ModuleType:
 
 
 def array_types() -> tuple[type, ...]:
-    xp = _xp()
-    return (xp.ndarray,)
+    return (xp().ndarray,)
 
 
-def xp() -> ModuleType:
-    return _xp()
+# -- block sizes: the one place they are chosen ----------------------------------------------
 
-
-# -- launch geometry: the one place it is chosen ---------------------------------------------
-
-SIMULATED = bool(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1") or not _driver_present()
-THREADS_1D = 32 if SIMULATED else 256  # threads per block of elementwise / row kernels
-TILE = 4 if SIMULATED else 16  # side of the square tiles of tiled kernels (TILE x TILE threads)
+# Decided at import, because the constants below depend on it and kernels compile them in.
+_choose_simulator()
+THREADS_1D = 32 if simulator_on() else 256  # threads per block of elementwise / row kernels
+TILE = 4 if simulator_on() else 16  # side of the square tiles of tiled kernels (TILE x TILE)
 
 
 def grid_1d(n: int, threads: int = THREADS_1D) -> tuple[int, int]:
-    """(blocks, threads) covering n items, one thread each."""
-    return max(1, (n + threads - 1) // threads), threads
+    """(blocks, threads) covering n items, one thread each (grids.grid_1d at this block size)."""
+    return grids.grid_1d(n, threads)
 
 
 def grid_2d(rows: int, cols: int, tile: int = TILE) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(grid, block) covering a rows x cols output with tile x tile blocks; x runs along cols."""
-    return (max(1, (cols + tile - 1) // tile), max(1, (rows + tile - 1) // tile)), (tile, tile)
+    """(grid, block) of tile x tile blocks over a rows x cols output; x runs along cols."""
+    return grids.grid_2d(rows, cols, tile)

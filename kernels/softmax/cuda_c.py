@@ -1,7 +1,7 @@
 """Softmax family in CUDA C (softmax.cu): host code shared by the `cupy` and `cuda_c_cpu` backends.
 
-Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last here, on the host, so
-         every kernel sees contiguous rows (R, L));  logits, dlogits (N, V);  targets (N,) int.
+Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last on the host by rows.py,
+         so every kernel sees contiguous rows (R, L));  logits, dlogits (N, V);  targets (N,) int.
 
     m = max_j x_j,   softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m)
     log_softmax(x)_i = x_i - m - log sum_j exp(x_j - m)
@@ -24,54 +24,45 @@ from pathlib import Path
 
 import numpy as np
 
+from kernels.runtime.cuda_c_runtimes import suffix
+from kernels.runtime.grids import Geometry, grid_1d
+from kernels.softmax.rows import as_rows, from_rows
+
 SOURCE = Path(__file__).with_name("softmax.cu")
 THREADS = 256  # must equal THREADS in softmax.cu: the block kernels' shared arrays have that size
 
 
-def suffix(dtype) -> str:
-    return "f32" if np.dtype(dtype) == np.float32 else "f64"
-
-
-def row_grid(version: str, n_rows: int) -> tuple[int, ...]:
-    """Blocks for n_rows rows: one thread per row (naive) or one block per row (block)."""
+def row_grid(version: str, n_rows: int) -> Geometry:
+    """(grid, block) for n_rows rows: one thread per row (naive) or one block per row (block)."""
     if version == "naive":
-        return ((n_rows + THREADS - 1) // THREADS,)
-    return (n_rows,)
+        return grid_1d(n_rows, THREADS)
+    return n_rows, THREADS
 
 
 def make_versions(runtime) -> dict:
     """The VERSIONS table for one runtime (CuPy on a GPU, or the CPU emulation)."""
     xp = runtime.xp
 
-    def as_rows(x, axis: int):
-        """Move `axis` last and flatten the rest: (R, L) contiguous rows."""
-        moved = xp.moveaxis(x, axis, -1)
-        return xp.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
-
-    def from_rows(rows, like, axis: int):
-        """Inverse of as_rows for an output shaped like `like`."""
-        moved_shape = xp.moveaxis(like, axis, -1).shape
-        return xp.ascontiguousarray(xp.moveaxis(rows.reshape(moved_shape), -1, axis))
-
     def launch(name: str, version: str, n_rows: int, args) -> None:
-        runtime.load(SOURCE).launch(name, row_grid(version, n_rows), (THREADS,), args)
+        grid, block = row_grid(version, n_rows)
+        runtime.load(SOURCE).launch(name, grid, block, args)
 
     def version(name: str) -> dict:
         def softmax_any(x, axis, log_output: bool):
-            rows = as_rows(x, axis)
+            rows = as_rows(xp, x, axis)
             out = xp.empty_like(rows)
             R, L = rows.shape
             args = (rows, out, np.int32(R), np.int32(L), np.int32(log_output))
             launch(f"softmax_rows_{name}_{suffix(x.dtype)}", name, R, args)
-            return from_rows(out, x, axis)
+            return from_rows(xp, out, x, axis)
 
         def backward_any(dy, y, axis, log_output: bool):
-            y_rows = as_rows(y, axis)
+            y_rows, dy_rows = as_rows(xp, y, axis), as_rows(xp, dy, axis)
             dx = xp.empty_like(y_rows)
             R, L = y_rows.shape
-            args = (as_rows(dy, axis), y_rows, dx, np.int32(R), np.int32(L), np.int32(log_output))
+            args = (dy_rows, y_rows, dx, np.int32(R), np.int32(L), np.int32(log_output))
             launch(f"softmax_backward_rows_{name}_{suffix(y.dtype)}", name, R, args)
-            return from_rows(dx, y, axis)
+            return from_rows(xp, dx, y, axis)
 
         def softmax_cross_entropy(logits, targets, ignore_index):
             logits = xp.ascontiguousarray(logits)

@@ -1,7 +1,7 @@
 """Softmax, log-softmax and fused softmax + cross-entropy, Numba CPU backend.
 
-Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last, so every kernel sees
-         rows (R, L));  logits, dlogits (N, V);  targets (N,) integers.
+Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last by rows.py, so every
+         kernel sees rows (R, L));  logits, dlogits (N, V);  targets (N,) integers.
 
     m = max_j x_j,   softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m)
     log_softmax(x)_i = x_i - m - log sum_j exp(x_j - m)
@@ -28,18 +28,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-
-def _as_rows(x: np.ndarray, axis: int) -> np.ndarray:
-    """Move `axis` last and flatten the rest: (R, L) contiguous rows."""
-    moved = np.moveaxis(x, axis, -1)
-    return np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
-
-
-def _from_rows(rows: np.ndarray, like: np.ndarray, axis: int) -> np.ndarray:
-    """Inverse of _as_rows for an output shaped like `like`."""
-    moved_shape = np.moveaxis(like, axis, -1).shape
-    return np.ascontiguousarray(np.moveaxis(rows.reshape(moved_shape), -1, axis))
-
+from kernels.softmax.rows import as_rows, from_rows
 
 # ----------------------------------------------------------------------------------------------
 # naive
@@ -183,17 +172,17 @@ def _cross_entropy_fused(logits, targets, ignore_index, dlogits, row_loss):
 
 
 def _softmax(rows_kernel, x, axis, log):
-    rows = _as_rows(x, axis)
+    rows = as_rows(np, x, axis)
     out = np.empty_like(rows)
     rows_kernel(rows, out, log)
-    return _from_rows(out, x, axis)
+    return from_rows(np, out, x, axis)
 
 
 def _softmax_backward(rows_kernel, dy, y, axis, log):
-    y_rows = _as_rows(y, axis)
+    y_rows = as_rows(np, y, axis)
     out = np.empty_like(y_rows)
-    rows_kernel(_as_rows(dy, axis), y_rows, out, log)
-    return _from_rows(out, y, axis)
+    rows_kernel(as_rows(np, dy, axis), y_rows, out, log)
+    return from_rows(np, out, y, axis)
 
 
 def _cross_entropy(kernel, logits, targets, ignore_index):

@@ -1,7 +1,7 @@
 """Softmax, log-softmax and fused softmax + cross-entropy in Numba CUDA.
 
-Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last on the host, so every
-         kernel sees contiguous rows (R, L));  logits, dlogits (N, V);  targets (N,) integers.
+Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last on the host by rows.py,
+         so every kernel sees contiguous rows (R, L));  logits, dlogits (N, V);  targets (N,) int.
 
     m = max_j x_j,   softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m)
     log_softmax(x)_i = x_i - m - log sum_j exp(x_j - m)
@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 
 from kernels.runtime.numba_cuda import THREADS_1D, cuda, grid_1d, xp
+from kernels.softmax.rows import as_rows, from_rows
 
 numba_cuda = cuda()
 
@@ -221,18 +222,6 @@ def _cross_entropy_rows_block(logits, targets, ignore_index, kept, dlogits, row_
 # ----------------------------------------------------------------------------------------------
 
 
-def _as_rows(x, axis: int):
-    """Move `axis` last and flatten the rest: (R, L) contiguous rows."""
-    moved = xp().moveaxis(x, axis, -1)
-    return xp().ascontiguousarray(moved).reshape(-1, moved.shape[-1])
-
-
-def _from_rows(rows, like, axis: int):
-    """Inverse of _as_rows for an output shaped like `like`."""
-    moved_shape = xp().moveaxis(like, axis, -1).shape
-    return xp().ascontiguousarray(xp().moveaxis(rows.reshape(moved_shape), -1, axis))
-
-
 def _launch(kernel, per_row: str, n_rows: int):
     """kernel[grid, block] for n_rows rows: one thread ("thread") or one block ("block") each."""
     if per_row == "thread":
@@ -242,18 +231,18 @@ def _launch(kernel, per_row: str, n_rows: int):
 
 def _version(per_row: str, rows_kernel, backward_rows_kernel, cross_entropy_kernel) -> dict:
     def softmax_any(x, axis, log_output):
-        rows = _as_rows(x, axis)
+        rows = as_rows(xp(), x, axis)
         out = xp().empty_like(rows)
         _launch(rows_kernel, per_row, rows.shape[0])(rows, out, log_output)
-        return _from_rows(out, x, axis)
+        return from_rows(xp(), out, x, axis)
 
     def backward_any(dy, y, axis, log_output):
-        y_rows = _as_rows(y, axis)
+        y_rows = as_rows(xp(), y, axis)
         dx = xp().empty_like(y_rows)
         _launch(backward_rows_kernel, per_row, y_rows.shape[0])(
-            _as_rows(dy, axis), y_rows, dx, log_output
+            as_rows(xp(), dy, axis), y_rows, dx, log_output
         )
-        return _from_rows(dx, y, axis)
+        return from_rows(xp(), dx, y, axis)
 
     def softmax_cross_entropy(logits, targets, ignore_index):
         logits = xp().ascontiguousarray(logits)

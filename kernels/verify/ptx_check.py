@@ -14,7 +14,7 @@ module closes that gap in two steps:
      toolkit; Numba still asks for the current device when a kernel calls a device function,
      so that question is answered with a stand-in of compute capability 7.5.
 
-`python -m kernels.runtime.ptx_check` does both and prints one line per kernel and signature.
+`python -m kernels.verify.ptx_check` does both and prints one line per kernel and signature.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from kernels._backend import FAMILIES
-from kernels.smoke import exercise_every_op
+from kernels.verify.smoke import exercise_every_op
 
 # -- step 1: under the simulator ----------------------------------------------------------------
 
@@ -123,7 +123,7 @@ def check() -> list[dict]:
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
     code = (
         "import json, sys\n"
-        "from kernels.runtime.ptx_check import compile_recorded\n"
+        "from kernels.verify.ptx_check import compile_recorded\n"
         "print(json.dumps(compile_recorded(json.loads(sys.stdin.read()))))\n"
     )
     out = subprocess.run(

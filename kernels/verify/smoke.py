@@ -2,7 +2,7 @@
 
 Used where a whole backend must be exercised without caring about the numbers: the first-call
 (compile) time of benchmarks/compile_time.py, and the recording of every Numba CUDA kernel
-launch in kernels/runtime/ptx_check.py.
+launch in kernels/verify/ptx_check.py.
 """
 
 from __future__ import annotations

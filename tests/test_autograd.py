@@ -8,7 +8,15 @@ import pytest
 import kernels
 from minirad import backend
 from minirad import functional as F
-from minirad.autograd import Function, GradcheckError, Tensor, gradcheck, no_grad, stack
+from minirad.autograd import (
+    Function,
+    GradcheckError,
+    Tensor,
+    gradcheck,
+    no_grad,
+    stack,
+    to_host,
+)
 
 rng = np.random.default_rng(0)
 
@@ -131,3 +139,41 @@ def test_python_numbers_keep_float32():
         assert y.dtype == np.float32, f"{y.dtype} from float32 and a Python number"
     (x / 2.0 - 0.5).sum().backward()
     assert x.grad.dtype == np.float32
+
+
+class _CupyLike:
+    """Stands in for a cupy.ndarray: the host copy comes from .get()."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def get(self):
+        return self.data.copy()
+
+
+class _NumbaDeviceLike:
+    """Stands in for numba.cuda's DeviceNDArray: the host copy comes from .copy_to_host()."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def copy_to_host(self):
+        return self.data.copy()
+
+
+def test_to_host_brings_every_kind_of_array_back_as_numpy():
+    host = np.arange(6.0).reshape(2, 3)
+    assert to_host(host) is host  # already on the host: no copy
+    for device in (_CupyLike(host), _NumbaDeviceLike(host)):
+        back = to_host(device)
+        assert isinstance(back, np.ndarray)
+        np.testing.assert_array_equal(back, host)
+    assert to_host(3).shape == () and to_host([1, 2]).tolist() == [1, 2]
+
+
+@pytest.mark.skipif(kernels.why_unavailable("cuda") is not None, reason="no numba.cuda here")
+def test_to_host_copies_a_numba_device_array():
+    from numba import cuda
+
+    host = np.arange(4.0)
+    np.testing.assert_array_equal(to_host(cuda.to_device(host)), host)

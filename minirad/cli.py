@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from minirad import __version__
+from minirad.errors import ArgumentError
 
 
 def _summary(_: argparse.Namespace) -> int:
@@ -186,6 +187,15 @@ def _demo(args: argparse.Namespace) -> int:
 BEAM_HELP = "beam width (default 3; 1 = greedy); a beam never repeats a sentence in a section"
 
 
+def flag_for(argument: str) -> str:
+    """The flag that sets a library argument: warmup_epochs is --warmup-epochs.
+
+    Every argument that a command passes on from a flag has the flag's name (argparse's dest),
+    so the name alone says which flag it was.
+    """
+    return "--" + argument.replace("_", "-")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minirad", description="Deep learning from the inside: kernels to reports."
@@ -260,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(argv[1:])
         args = build_parser().parse_args(argv)
         return int(args.run(args))
+    except ArgumentError as error:  # the library names its argument; the user gave a flag
+        print(f"minirad: error: {flag_for(error.argument)}: {error.reason}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as error:
         print(f"minirad: error: {error}", file=sys.stderr)
         return 1

@@ -106,3 +106,10 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
     (staging / "images" / "phantom-0-000000.png").write_bytes(b"half")
     synthesize_dataset(tmp_path / "ds", n=2, seed=0, size=64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_the_library_names_its_argument_and_the_cli_its_flag(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^n: need at least one image, got 0$"):
+        synthesize_dataset(tmp_path / "zero", n=0, seed=0)
+    assert main(["data", "synth", "--n", "0", "--out", str(tmp_path / "zero")]) == 1
+    assert capsys.readouterr().err.strip() == "minirad: error: --n: need at least one image, got 0"

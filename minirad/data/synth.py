@@ -24,6 +24,7 @@ from PIL import Image
 
 from minirad.data.phantom import caption, contact_sheet, synthesize
 from minirad.data.reports import write_report
+from minirad.errors import ArgumentError
 from minirad.files import atomic_directory
 
 SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
@@ -43,9 +44,9 @@ def synthesize_dataset(out: str | Path, n: int, seed: int, size: int = 128) -> P
     """Write n phantoms with reports to `out` (which must not exist or be empty)."""
     out = Path(out)
     if n < 1:
-        raise ValueError(f"--n: need at least one image, got {n}")
+        raise ArgumentError("n", f"need at least one image, got {n}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out}: exists and is not an empty directory; choose another --out")
+        raise ArgumentError("out", f"{out} exists and is not an empty directory; choose another")
     with atomic_directory(out) as staging:  # built beside `out`, renamed to it at the end
         _write(staging, n, seed, size)
     return out

@@ -45,6 +45,7 @@ from minirad import functional as F
 from minirad.autograd import Tensor
 from minirad.backend import small_blas
 from minirad.data.vocab import Vocabulary
+from minirad.errors import ArgumentError
 from minirad.files import write_atomically
 from minirad.metrics import clinical_scores, labels_from_reports, nlg_scores
 from minirad.models.report_checkpoint import load_report_model, save_report_model
@@ -79,17 +80,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
-            raise ValueError(
-                f"--warmup-epochs: must be an integer >= 0, got {self.warmup_epochs!r}"
+            raise ArgumentError(
+                "warmup_epochs", f"must be an integer >= 0, got {self.warmup_epochs!r}"
             )
         for name in ("epochs", "batch_size", "image_size", "min_count", "max_len", "val_limit"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')}: must be an integer >= 1, got {value!r}"
-                )
+                raise ArgumentError(name, f"must be an integer >= 1, got {value!r}")
         if not self.lr > 0:
-            raise ValueError(f"--lr: must be > 0, got {self.lr}")
+            raise ArgumentError("lr", f"must be > 0, got {self.lr}")
 
 
 @dataclass
@@ -143,7 +142,7 @@ def train_report_model(
     config = config or TrainConfig()
     out = Path(out)
     if out.suffix != ".npz":
-        raise ValueError(f"--out: {out} must end in .npz")
+        raise ArgumentError("out", f"{out} must end in .npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     records = read_records(data)
     train_records, val_records = split(records, "train"), split(records, "val")
@@ -237,15 +236,15 @@ def _fresh(train_records, config: TrainConfig, data):
 def _resume(out: Path, config: TrainConfig, data):
     path = last_path(out)
     if not path.is_file():
-        raise ValueError(f"--resume: {path} not found (it is written after each finished epoch)")
+        raise ArgumentError("resume", f"{path} not found (it is written after each finished epoch)")
     model, vocab, meta = load_report_model(path)
     model.train()
     saved = meta["info"].get("train", {})
     for key in ("seed", "batch_size", "cell", "image_size"):
         if saved.get(key) != getattr(config, key):
-            raise ValueError(
-                f"--resume: {path} was trained with {key}={saved.get(key)!r}, "
-                f"not {getattr(config, key)!r}"
+            raise ArgumentError(
+                "resume",
+                f"{path} was trained with {key}={saved.get(key)!r}, not {getattr(config, key)!r}",
             )
     optimizer = Adam(model.parameters(), lr=config.lr)
     optimizer.load_state_dict(

@@ -259,3 +259,19 @@ def test_the_library_names_its_arguments_and_the_cli_names_its_flags(
         run_demo(tmp_path / "demo", n=0)
     assert main(["demo", "--out", str(tmp_path / "demo"), "--n", "0"]) == 1
     assert "error: --n: need at least one phantom" in capsys.readouterr().err
+
+
+def test_train_flags_default_to_train_configs_own(tmp_path, monkeypatch):
+    import minirad.models.train_report as train_module
+
+    configs = []
+
+    def record(data, out, config, resume):
+        configs.append(config)
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(train_module, "train_report_model", record)
+    command = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.npz")]
+    assert main(command) == 1
+    assert main([*command, "--epochs", "5", "--batch-size", "4", "--cell", "gru"]) == 1
+    assert configs == [TrainConfig(), TrainConfig(epochs=5, batch_size=4, cell="gru")]

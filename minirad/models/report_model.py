@@ -53,6 +53,7 @@ import numpy as np
 from minirad import functional as F
 from minirad.autograd import Tensor, concatenate, stack
 from minirad.data.findings import DECISION_THRESHOLD, FINDINGS
+from minirad.data.vocab import PAD_ID
 from minirad.nn.attention import AdditiveAttention
 from minirad.nn.layers import (
     Conv2d,
@@ -213,7 +214,7 @@ class ReportModel(Module):
         self.finding_head = Linear(M, K, rng=rng, dtype=dtype)
         self.init_state = Linear(M + K, 2 * H, rng=rng, dtype=dtype)  # [h_0, c_0]
         self.embed = Embedding(
-            config.vocab_size, config.embed_dim, padding_idx=0, rng=rng, dtype=dtype
+            config.vocab_size, config.embed_dim, padding_idx=PAD_ID, rng=rng, dtype=dtype
         )
         self.attention = AdditiveAttention(H, D, config.attention_dim, rng=rng, dtype=dtype)
         cell_type = LSTMCell if config.cell == "lstm" else GRUCell
@@ -354,7 +355,7 @@ def report_loss(
     targets: np.ndarray,
     finding_targets: np.ndarray,
     finding_weight: float = 1.0,
-    pad_id: int = 0,
+    pad_id: int = PAD_ID,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(total, word loss, finding loss) for one batch.
 

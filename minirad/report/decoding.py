@@ -35,7 +35,7 @@ import numpy as np
 from minirad import functional as F
 from minirad.autograd import Tensor, no_grad
 from minirad.backend import small_blas
-from minirad.data.vocab import Vocabulary
+from minirad.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 from minirad.models.report_model import Encoded, ReportModel
 from minirad.report.review import SECTION_NAMES
 
@@ -59,7 +59,7 @@ def _log_probs(model: ReportModel, logits: Tensor, temperature: float = 1.0) -> 
     """log softmax(logits / temperature) (B, V), with <pad> and <bos> made impossible."""
     scaled = logits if temperature == 1.0 else logits * (1.0 / temperature)
     log_p = F.log_softmax(scaled, axis=-1).numpy().astype(np.float64)
-    log_p[:, :2] = NEG_INF  # ids 0 and 1: <pad> and <bos> are never written
+    log_p[:, [PAD_ID, BOS_ID]] = NEG_INF  # a report never writes <pad> or <bos>
     return log_p
 
 
@@ -118,7 +118,11 @@ def _decode_batch(
 
 
 def greedy(
-    model: ReportModel, encoded: Encoded, max_len: int, eos_id: int = 2, bos_id: int = 1
+    model: ReportModel,
+    encoded: Encoded,
+    max_len: int,
+    eos_id: int = EOS_ID,
+    bos_id: int = BOS_ID,
 ) -> list[Decoded]:
     """The most probable word at every step, for every image of `encoded`."""
     _check_max_len(max_len)
@@ -131,8 +135,8 @@ def sample(
     max_len: int,
     temperature: float = 1.0,
     rng: np.random.Generator | int | None = None,
-    eos_id: int = 2,
-    bos_id: int = 1,
+    eos_id: int = EOS_ID,
+    bos_id: int = BOS_ID,
 ) -> list[Decoded]:
     """A word drawn from softmax(logits / temperature) at every step (seeded by `rng`).
 

@@ -10,7 +10,7 @@ import pytest
 
 from minirad import functional as F
 from minirad.autograd import Tensor, no_grad
-from minirad.data.vocab import SPECIALS, Vocabulary
+from minirad.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocabulary
 from minirad.models.report_checkpoint import load_report_model, save_report_model
 from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
 from minirad.nn import checkpoint
@@ -226,7 +226,7 @@ def test_beam_of_width_one_is_greedy():
     model, x = tiny(max_len=8), images(4)
     encoded = model.encode(Tensor(x))
     g = greedy(model, encoded, 8)
-    b = beam_search(model, encoded, 8, width=1, alpha=0.0)
+    b = beam_search(model, encoded, 8, width=1, length_exponent=0.0)
     assert [d.tokens for d in b] == [d.tokens for d in g]
 
 
@@ -242,7 +242,9 @@ def test_a_wide_beam_finds_the_exhaustive_optimum():
                 lp = sequence_log_prob(model, image, list(tokens))
                 if lp > best:
                     best, best_tokens = lp, list(tokens)
-        (found,) = beam_search(model, model.encode(Tensor(image[None])), 4, width=50, alpha=0.0)
+        (found,) = beam_search(
+            model, model.encode(Tensor(image[None])), 4, width=50, length_exponent=0.0
+        )
         if found.finished:
             assert found.tokens == best_tokens
             assert found.log_prob == pytest.approx(best, abs=1e-5)
@@ -331,7 +333,20 @@ def test_decode_checks_its_options():
         decode(model, encoded, "beam", width=0)
     with pytest.raises(ValueError, match="temperature"):
         decode(model, encoded, "sample", temperature=0.0)
+    with pytest.raises(ValueError, match="length_exponent"):
+        decode(model, encoded, "beam", length_exponent=-1.0)
     assert length_penalty(1, 0.6) == pytest.approx(1.0)
+
+
+def test_the_special_ids_are_every_vocabularys():
+    vocab = Vocabulary.build(["No effusion. No pneumothorax."], min_count=1)
+    assert (vocab.pad_id, vocab.bos_id, vocab.eos_id, vocab.unk_id) == (
+        PAD_ID,
+        BOS_ID,
+        EOS_ID,
+        UNK_ID,
+    )
+    assert [vocab.tokens[i] for i in (PAD_ID, BOS_ID, EOS_ID, UNK_ID)] == list(SPECIALS)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class ReportArrays:
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(images, tokens cut to the longest report among `rows`, findings) for those rows."""
         tokens = self.tokens[rows]
-        length = int((tokens != 0).sum(axis=1).max())
+        length = int((tokens != PAD_ID).sum(axis=1).max())
         return self.images[rows], tokens[:, :length], self.findings[rows]
 
     def true_sets(self) -> list[set[str]]:

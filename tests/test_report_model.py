@@ -378,3 +378,31 @@ def test_read_records_finds_each_format(tmp_path):
     (classes / "normal").mkdir(parents=True)
     with pytest.raises(ValueError, match="needs report text"):
         read_records(classes)
+
+
+def test_validate_writes_its_reports_in_eval_mode_and_restores_the_mode(monkeypatch):
+    import minirad.models.train_report as train_module
+    from minirad.models.report_data import ReportArrays
+    from minirad.report.decoding import Decoded
+
+    model, vocab = tiny(), Vocabulary(SPECIALS + WORDS)
+    modes = []
+
+    def generate_and_note_the_mode(model, images, **options):
+        modes.append(model.training)
+        return [Decoded([vocab.id("a"), vocab.id(".")], np.zeros((2, 1)), -1.0, True)]
+
+    monkeypatch.setattr(train_module, "generate", generate_and_note_the_mode)
+    val = ReportArrays(
+        ids=["x"],
+        images=images(1),
+        tokens=np.array([[1, 4, 6, 2, 0, 0]]),
+        findings=np.zeros((1, 9), dtype=np.float32),
+        references=["a ."],
+    )
+    model.train()
+    train_module.validate(model, vocab, val)
+    model.eval()
+    train_module.validate(model, vocab, val)
+    assert modes == [False, False]  # dropout off while writing, whoever called
+    assert not model.training  # and the caller's mode is back

@@ -320,9 +320,14 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
 
 
 def validate(model: ReportModel, vocab: Vocabulary, val: ReportArrays) -> tuple[float, float]:
-    """(clinical micro-F1, BLEU-4) of greedy reports for the studies of `val`."""
+    """(clinical micro-F1, BLEU-4) of greedy reports for the studies of `val`.
+
+    The reports are written in eval mode (no dropout); the model returns to the mode it was in.
+    """
+    was_training = model.training
+    model.eval()
     hypotheses = [vocab.decode(d.tokens) for d in generate(model, val.images)]
-    model.train()
+    model.train(was_training)
     f1 = clinical_scores(val.true_sets(), labels_from_reports(hypotheses))["micro"]["f1"]
     bleu4 = nlg_scores(val.references, hypotheses)["BLEU-4"]
     return f1, bleu4

@@ -6,8 +6,11 @@
         ...
 
 "auto" (the default, also MINIRAD_BACKEND=auto) picks cupy on a machine with a CUDA GPU,
-else numba, else numpy. The engine asks `active()` for the kernels on every call, so a switch
-takes effect at once; the kernels themselves never know about the engine.
+else numba, else numpy. Each operation of minirad.functional asks `active()` for the kernels
+when its forward runs, so a switch takes effect at the next operation; the tape remembers that
+backend and runs the operation's backward on it, so a switch between a forward and its backward
+pass does not mix two backends (minirad.functional.KernelFunction). The kernels themselves never
+know about the engine.
 """
 
 from __future__ import annotations

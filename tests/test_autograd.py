@@ -121,6 +121,27 @@ def test_use_backend_as_context_manager_restores():
     assert backend.active().name == before
 
 
+class _RefusingBackend:
+    """A backend that fails on any op: what the backward pass must not ask for."""
+
+    name = "refusing"
+
+    def __getattr__(self, op):
+        raise AssertionError(f"{op} was asked of the backend active at backward time")
+
+
+def test_backward_runs_on_the_backend_that_ran_the_forward(monkeypatch):
+    x, w, b = leaf(2, 1, 4, 4), leaf(2, 1, 3, 3), leaf(2)
+    with backend.use_backend("numpy"):
+        y = F.max_pool2d(F.conv2d(x, w, b, padding=1), 2)
+        loss = F.cross_entropy(F.linear(y.reshape(2, 8), leaf(3, 8)), np.array([0, 2]))
+    assert loss._creator.kernels.name == "numpy"  # the tape remembers it
+    # Switched between forward and backward: the backward must not mix in the new backend.
+    monkeypatch.setattr(backend, "active", lambda: _RefusingBackend())
+    loss.backward()
+    assert x.grad is not None and w.grad is not None and b.grad is not None
+
+
 def test_auto_prefers_a_fast_backend_here():
     expected = "numba" if kernels.why_unavailable("numba") is None else "numpy"
     if kernels.why_unavailable("cupy") is None:

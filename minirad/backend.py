@@ -11,6 +11,13 @@ when its forward runs, so a switch takes effect at the next operation; the tape 
 backend and runs the operation's backward on it, so a switch between a forward and its backward
 pass does not mix two backends (minirad.functional.KernelFunction). The kernels themselves never
 know about the engine.
+
+A side effect to know of: importing `kernels`, as this module does (and so minirad.functional,
+minirad.nn and everything built on them), sets the environment variable OMP_WAIT_POLICY to
+PASSIVE unless it is already set. Numba's OpenMP threads then sleep when idle instead of
+spinning on the cores that NumPy's BLAS needs (measured in kernels/__init__.py). OpenMP
+libraries loaded later (PyTorch's too) and child processes see the same setting; set
+OMP_WAIT_POLICY before the import to choose otherwise.
 """
 
 from __future__ import annotations

@@ -140,6 +140,25 @@ def test_the_decoder_reads_the_true_findings_in_training_and_the_decisions_after
         model(x, tokens, np.zeros((2, 3)))
 
 
+@pytest.mark.parametrize("encoder_learns_from_words", [False, True])
+def test_forward_leaves_the_encoded_image_as_the_encoder_made_it(encoder_learns_from_words):
+    model = tiny()
+    x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
+    made = []
+    encode = model.encode
+
+    def encode_and_keep(images):
+        made.append(encode(images))
+        return made[-1]
+
+    model.encode = encode_and_keep  # an instance attribute: only this model is wrapped
+    model(x, tokens, np.eye(2, 9), encoder_learns_from_words)
+    (encoded,) = made
+    p = encoded.finding_probabilities.numpy()
+    # Still the head's decisions, not the true findings that teacher forcing fed the decoder.
+    assert np.array_equal(encoded.finding_inputs.numpy(), (p >= 0.5).astype(np.float32))
+
+
 def test_by_default_the_word_loss_stops_at_the_decoder():
     model = tiny()
     x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])

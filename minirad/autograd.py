@@ -55,6 +55,22 @@ def array_module(a: Array):
     return np
 
 
+def to_host(a: Any) -> np.ndarray:
+    """`a` as a NumPy array in host memory: the one way minirad copies a device array back.
+
+    NumPy arrays (and numbers, lists) pass through np.asarray, without a copy where none is
+    needed; a CuPy array is copied with .get(), a Numba CUDA device array with .copy_to_host().
+    Duck-typed, so cupy is never imported here and stand-ins for device arrays work too.
+    """
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "copy_to_host"):  # numba.cuda's DeviceNDArray (and the simulator's)
+        return a.copy_to_host()
+    if hasattr(a, "get"):  # cupy.ndarray
+        return a.get()
+    return np.asarray(a)
+
+
 class Tensor:
     """An array with an optional gradient and a link to the Function that produced it."""
 
@@ -98,7 +114,7 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """The data as a NumPy array (copied to the host if it lives on a GPU)."""
-        return self.data.get() if hasattr(self.data, "get") else np.asarray(self.data)
+        return to_host(self.data)
 
     def item(self) -> float:
         return float(self.data.item() if hasattr(self.data, "item") else self.data)
@@ -560,7 +576,7 @@ def gradcheck(
 
     def loss() -> float:
         with no_grad():
-            return float(np.sum(_host(fn(*inputs).data) * u))
+            return float(np.sum(to_host(fn(*inputs).data) * u))
 
     for tensor in inputs:
         tensor.grad = None
@@ -568,7 +584,7 @@ def gradcheck(
     for index, tensor in enumerate(inputs):
         if not tensor.requires_grad:
             continue
-        analytic = _host(tensor.grad) if tensor.grad is not None else np.zeros(tensor.shape)
+        analytic = to_host(tensor.grad) if tensor.grad is not None else np.zeros(tensor.shape)
         numeric = np.zeros(tensor.shape)
         for i in np.ndindex(*tensor.shape):  # perturb one element of tensor.data in place
             keep = tensor.data[i].item()
@@ -588,7 +604,3 @@ def gradcheck(
                 f"analytic {float(analytic[worst]):.6g}, numeric {float(numeric[worst]):.6g}"
             )
     return True
-
-
-def _host(a: Array) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)

@@ -6,8 +6,18 @@
         ...
 
 "auto" (the default, also MINIRAD_BACKEND=auto) picks cupy on a machine with a CUDA GPU,
-else numba, else numpy. The engine asks `active()` for the kernels on every call, so a switch
-takes effect at once; the kernels themselves never know about the engine.
+else numba, else numpy. Each operation of minirad.functional asks `active()` for the kernels
+when its forward runs, so a switch takes effect at the next operation; the tape remembers that
+backend and runs the operation's backward on it, so a switch between a forward and its backward
+pass does not mix two backends (minirad.functional.KernelFunction). The kernels themselves never
+know about the engine.
+
+A side effect to know of: importing `kernels`, as this module does (and so minirad.functional,
+minirad.nn and everything built on them), sets the environment variable OMP_WAIT_POLICY to
+PASSIVE unless it is already set. Numba's OpenMP threads then sleep when idle instead of
+spinning on the cores that NumPy's BLAS needs (measured in kernels/__init__.py). OpenMP
+libraries loaded later (PyTorch's too) and child processes see the same setting; set
+OMP_WAIT_POLICY before the import to choose otherwise.
 """
 
 from __future__ import annotations

@@ -19,11 +19,14 @@ Every command exits 0 on success and 1 with a one-line message on bad input; no 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from minirad import __version__
+from minirad.errors import ArgumentError
 
 
 def _summary(_: argparse.Namespace) -> int:
@@ -71,17 +74,10 @@ def _data_synth(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from minirad.models.train_report import TrainConfig, curves_path, train_report_model
 
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        cell=args.cell,
-        image_size=args.image_size,
-        val_limit=args.val_limit,
-        warmup_epochs=args.warmup_epochs,
-        finding_weight=args.finding_weight,
-    )
+    # Each flag named like a TrainConfig field sets that field. A flag not given is absent from
+    # args (argparse.SUPPRESS), so the field keeps TrainConfig's default: defaults live there.
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{name: value for name, value in vars(args).items() if name in fields})
     result = train_report_model(args.data, args.out, config, resume=args.resume)
     out = Path(args.out)
     best = result.history.best_epoch()
@@ -186,6 +182,15 @@ def _demo(args: argparse.Namespace) -> int:
 BEAM_HELP = "beam width (default 3; 1 = greedy); a beam never repeats a sentence in a section"
 
 
+def flag_for(argument: str) -> str:
+    """The flag that sets a library argument: warmup_epochs is --warmup-epochs.
+
+    Every argument that a command passes on from a flag has the flag's name (argparse's dest),
+    so the name alone says which flag it was.
+    """
+    return "--" + argument.replace("_", "-")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minirad", description="Deep learning from the inside: kernels to reports."
@@ -216,15 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train the report generator on a dataset folder")
     train.add_argument("--data", required=True, help="annotation.json folder or IU X-Ray CSVs")
     train.add_argument("--out", required=True, help="MODEL.npz: the best checkpoint")
-    train.add_argument("--epochs", type=int, default=12)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=2e-3)
-    train.add_argument("--seed", type=int, default=0, help="the same seed gives the same weights")
-    train.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
-    train.add_argument("--image-size", type=int, default=128)
-    train.add_argument("--val-limit", type=int, default=300, help="validation studies per epoch")
-    train.add_argument("--warmup-epochs", type=int, default=3, help="finding head only, first")
-    train.add_argument("--finding-weight", type=float, default=1.0, help="lambda of the BCE")
+    # TrainConfig's fields: no defaults here, the dataclass's own apply (see _train).
+    config_flag = functools.partial(train.add_argument, default=argparse.SUPPRESS)
+    config_flag("--epochs", type=int)
+    config_flag("--batch-size", type=int)
+    config_flag("--lr", type=float)
+    config_flag("--seed", type=int, help="the same seed gives the same weights")
+    config_flag("--cell", choices=("lstm", "gru"))
+    config_flag("--image-size", type=int)
+    config_flag("--val-limit", type=int, help="validation studies per epoch")
+    config_flag("--warmup-epochs", type=int, help="finding head only, first")
+    config_flag("--finding-weight", type=float, help="lambda of the BCE")
     train.add_argument("--resume", action="store_true", help="continue from MODEL.npz.last.npz")
     train.set_defaults(run=_train)
 
@@ -260,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(argv[1:])
         args = build_parser().parse_args(argv)
         return int(args.run(args))
+    except ArgumentError as error:  # the library names its argument; the user gave a flag
+        print(f"minirad: error: {flag_for(error.argument)}: {error.reason}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as error:
         print(f"minirad: error: {error}", file=sys.stderr)
         return 1

@@ -2,7 +2,10 @@
 
 Every Function here calls exactly one forward and one backward of the active kernels backend
 (`minirad.backend.active()`), so the engine knows nothing of how a convolution is computed:
-switching the backend switches every layer at once. Shapes are the kernel contract's
+switching the backend switches every layer at once. Each call remembers the backend that ran its
+forward, and its backward runs on the same one: a switch between a forward and its backward
+pass does not mix two backends in one gradient (nor hand one backend's cache to another). Shapes
+are the kernel contract's
 (kernels/_backend.py): images NCHW, conv weight (K, C, R, S), linear weight (out, in), cells in
 PyTorch's layout and gate order.
 """
@@ -15,13 +18,25 @@ from minirad import backend
 from minirad.autograd import Function, Tensor
 
 
-class Conv2d(Function):
+class KernelFunction(Function):
+    """A Function computed by the kernels: `self.kernels` is the backend active at its forward.
+
+    Function.apply creates the Function just before calling its forward, so the backend is
+    read here once; backward uses `self.kernels` too, whatever is active by then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels = backend.active()
+
+
+class Conv2d(KernelFunction):
     def forward(self, x, w, b, stride=1, padding=0):
         self.x, self.w, self.stride, self.padding = x, w, stride, padding
-        return backend.active().conv2d_forward(x, w, b, stride, padding)
+        return self.kernels.conv2d_forward(x, w, b, stride, padding)
 
     def backward(self, dy):
-        return backend.active().conv2d_backward(dy, self.x, self.w, self.stride, self.padding)
+        return self.kernels.conv2d_backward(dy, self.x, self.w, self.stride, self.padding)
 
 
 def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride=1, padding=0) -> Tensor:
@@ -29,14 +44,14 @@ def conv2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride=1, padding=0) -
     return Conv2d.apply(x, w, b, stride=stride, padding=padding)
 
 
-class MaxPool2d(Function):
+class MaxPool2d(KernelFunction):
     def forward(self, x, kernel=2, stride=None, padding=0):
         self.x_shape, self.hyper = x.shape, (kernel, stride, padding)
-        y, self.argmax = backend.active().maxpool2d_forward(x, kernel, stride, padding)
+        y, self.argmax = self.kernels.maxpool2d_forward(x, kernel, stride, padding)
         return y
 
     def backward(self, dy):
-        return backend.active().maxpool2d_backward(dy, self.argmax, self.x_shape, *self.hyper)
+        return self.kernels.maxpool2d_backward(dy, self.argmax, self.x_shape, *self.hyper)
 
 
 def max_pool2d(x: Tensor, kernel_size=2, stride=None, padding=0) -> Tensor:
@@ -44,13 +59,13 @@ def max_pool2d(x: Tensor, kernel_size=2, stride=None, padding=0) -> Tensor:
     return MaxPool2d.apply(x, kernel=kernel_size, stride=stride, padding=padding)
 
 
-class Linear(Function):
+class Linear(KernelFunction):
     def forward(self, x, w, b):
         self.x, self.w = x, w
-        return backend.active().linear_forward(x, w, b)
+        return self.kernels.linear_forward(x, w, b)
 
     def backward(self, dy):
-        return backend.active().linear_backward(dy, self.x, self.w)
+        return self.kernels.linear_backward(dy, self.x, self.w)
 
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
@@ -61,34 +76,32 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     return y.reshape(*lead, w.shape[0]) if x.ndim != 2 else y
 
 
-class RNNTanhCell(Function):
+class RNNTanhCell(KernelFunction):
     def forward(self, x, h, w_ih, w_hh, b_ih, b_hh):
         self.saved = (x, h, w_ih, w_hh)
-        self.h_new = backend.active().rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        self.h_new = self.kernels.rnn_tanh_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
         return self.h_new
 
     def backward(self, dh_new):
-        return backend.active().rnn_tanh_cell_backward(dh_new, *self.saved, self.h_new)
+        return self.kernels.rnn_tanh_cell_backward(dh_new, *self.saved, self.h_new)
 
 
-class LSTMCell(Function):
+class LSTMCell(KernelFunction):
     def forward(self, x, h, c, w_ih, w_hh, b_ih, b_hh):
-        h_new, c_new, self.cache = backend.active().lstm_cell_forward(
-            x, h, c, w_ih, w_hh, b_ih, b_hh
-        )
+        h_new, c_new, self.cache = self.kernels.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
         return h_new, c_new
 
     def backward(self, dh_new, dc_new):
-        return backend.active().lstm_cell_backward(dh_new, dc_new, self.cache)
+        return self.kernels.lstm_cell_backward(dh_new, dc_new, self.cache)
 
 
-class GRUCell(Function):
+class GRUCell(KernelFunction):
     def forward(self, x, h, w_ih, w_hh, b_ih, b_hh):
-        h_new, self.cache = backend.active().gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        h_new, self.cache = self.kernels.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
         return h_new
 
     def backward(self, dh_new):
-        return backend.active().gru_cell_backward(dh_new, self.cache)
+        return self.kernels.gru_cell_backward(dh_new, self.cache)
 
 
 def rnn_tanh_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> Tensor:
@@ -103,24 +116,24 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> Tensor:
     return GRUCell.apply(x, h, w_ih, w_hh, b_ih, b_hh)
 
 
-class Softmax(Function):
+class Softmax(KernelFunction):
     def forward(self, x, axis=-1):
         self.axis = axis
-        self.y = backend.active().softmax(x, axis)
+        self.y = self.kernels.softmax(x, axis)
         return self.y
 
     def backward(self, dy):
-        return backend.active().softmax_backward(dy, self.y, self.axis)
+        return self.kernels.softmax_backward(dy, self.y, self.axis)
 
 
-class LogSoftmax(Function):
+class LogSoftmax(KernelFunction):
     def forward(self, x, axis=-1):
         self.axis = axis
-        self.y = backend.active().log_softmax(x, axis)
+        self.y = self.kernels.log_softmax(x, axis)
         return self.y
 
     def backward(self, dy):
-        return backend.active().log_softmax_backward(dy, self.y, self.axis)
+        return self.kernels.log_softmax_backward(dy, self.y, self.axis)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -131,11 +144,11 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return LogSoftmax.apply(x, axis=axis)
 
 
-class SoftmaxCrossEntropy(Function):
+class SoftmaxCrossEntropy(KernelFunction):
     """The fused kernel returns the loss and its gradient together; backward scales it."""
 
     def forward(self, logits, targets, ignore_index=-100):
-        loss, self.dlogits = backend.active().softmax_cross_entropy(logits, targets, ignore_index)
+        loss, self.dlogits = self.kernels.softmax_cross_entropy(logits, targets, ignore_index)
         return loss
 
     def backward(self, dloss):

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from minirad.autograd import Tensor, array_module, no_grad
+from minirad.autograd import Tensor, array_module, no_grad, to_host
 
 # ----------------------------------------------------------------------------------------------
 # Optimizers
@@ -73,7 +73,7 @@ class Optimizer:
         state = {"lr": np.asarray(self.lr)}
         for i, p in enumerate(self.params):
             for key, value in self.state[p].items():
-                state[f"{i}.{key}"] = np.asarray(value.get() if hasattr(value, "get") else value)
+                state[f"{i}.{key}"] = to_host(value)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:

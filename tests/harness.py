@@ -250,12 +250,12 @@ def assert_dtype(arrays, dtype, where: str) -> None:
 
 
 def to_numpy(a):
-    """Bring a result back to the host (device arrays have .get() or .copy_to_host())."""
-    if hasattr(a, "get"):
-        return a.get()
-    if hasattr(a, "copy_to_host"):
-        return a.copy_to_host()
-    return np.asarray(a)
+    """Bring a result back to the host: minirad.autograd.to_host, the one definition of it
+    (.get() for CuPy arrays, .copy_to_host() for Numba device arrays, np.asarray otherwise)."""
+    # Imported here: the rest of this harness needs only `kernels`, not the engine.
+    from minirad.autograd import to_host
+
+    return to_host(a)
 
 
 def numerical_vjp(f, inputs: list[np.ndarray], dy, eps: float = 1e-6) -> list[np.ndarray]:

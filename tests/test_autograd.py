@@ -8,7 +8,15 @@ import pytest
 import kernels
 from minirad import backend
 from minirad import functional as F
-from minirad.autograd import Function, GradcheckError, Tensor, gradcheck, no_grad, stack
+from minirad.autograd import (
+    Function,
+    GradcheckError,
+    Tensor,
+    gradcheck,
+    no_grad,
+    stack,
+    to_host,
+)
 
 rng = np.random.default_rng(0)
 
@@ -113,6 +121,27 @@ def test_use_backend_as_context_manager_restores():
     assert backend.active().name == before
 
 
+class _RefusingBackend:
+    """A backend that fails on any op: what the backward pass must not ask for."""
+
+    name = "refusing"
+
+    def __getattr__(self, op):
+        raise AssertionError(f"{op} was asked of the backend active at backward time")
+
+
+def test_backward_runs_on_the_backend_that_ran_the_forward(monkeypatch):
+    x, w, b = leaf(2, 1, 4, 4), leaf(2, 1, 3, 3), leaf(2)
+    with backend.use_backend("numpy"):
+        y = F.max_pool2d(F.conv2d(x, w, b, padding=1), 2)
+        loss = F.cross_entropy(F.linear(y.reshape(2, 8), leaf(3, 8)), np.array([0, 2]))
+    assert loss._creator.kernels.name == "numpy"  # the tape remembers it
+    # Switched between forward and backward: the backward must not mix in the new backend.
+    monkeypatch.setattr(backend, "active", lambda: _RefusingBackend())
+    loss.backward()
+    assert x.grad is not None and w.grad is not None and b.grad is not None
+
+
 def test_auto_prefers_a_fast_backend_here():
     expected = "numba" if kernels.why_unavailable("numba") is None else "numpy"
     if kernels.why_unavailable("cupy") is None:
@@ -131,3 +160,41 @@ def test_python_numbers_keep_float32():
         assert y.dtype == np.float32, f"{y.dtype} from float32 and a Python number"
     (x / 2.0 - 0.5).sum().backward()
     assert x.grad.dtype == np.float32
+
+
+class _CupyLike:
+    """Stands in for a cupy.ndarray: the host copy comes from .get()."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def get(self):
+        return self.data.copy()
+
+
+class _NumbaDeviceLike:
+    """Stands in for numba.cuda's DeviceNDArray: the host copy comes from .copy_to_host()."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def copy_to_host(self):
+        return self.data.copy()
+
+
+def test_to_host_brings_every_kind_of_array_back_as_numpy():
+    host = np.arange(6.0).reshape(2, 3)
+    assert to_host(host) is host  # already on the host: no copy
+    for device in (_CupyLike(host), _NumbaDeviceLike(host)):
+        back = to_host(device)
+        assert isinstance(back, np.ndarray)
+        np.testing.assert_array_equal(back, host)
+    assert to_host(3).shape == () and to_host([1, 2]).tolist() == [1, 2]
+
+
+@pytest.mark.skipif(kernels.why_unavailable("cuda") is not None, reason="no numba.cuda here")
+def test_to_host_copies_a_numba_device_array():
+    from numba import cuda
+
+    host = np.arange(4.0)
+    np.testing.assert_array_equal(to_host(cuda.to_device(host)), host)

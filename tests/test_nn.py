@@ -15,6 +15,7 @@ from minirad import backend, nn
 from minirad import functional as F
 from minirad.autograd import Tensor, concatenate, gradcheck
 from minirad.nn import checkpoint
+from minirad.optim import SGD
 
 CPU_BACKENDS = [name for name in ("numpy", "numba") if kernels.why_unavailable(name) is None]
 PAD = -100  # cross_entropy's default ignore_index
@@ -52,6 +53,16 @@ PAIRS = {
         lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3)),
         lambda t: t.nn.Sequential(
             t.nn.Conv2d(1, 2, 3), t.nn.ReLU(), t.nn.Flatten(), t.nn.Linear(8, 3)
+        ),
+    ),
+    "ModuleList": (
+        lambda: nn.ModuleList([nn.Linear(2, 3), nn.ReLU()]).append(nn.LSTMCell(3, 2)),
+        lambda t: t.nn.ModuleList([t.nn.Linear(2, 3), t.nn.ReLU()]).append(t.nn.LSTMCell(3, 2)),
+    ),
+    "ModuleDict": (
+        lambda: nn.ModuleDict({"z": nn.Linear(2, 3), "a": nn.ModuleList([nn.Conv2d(1, 2, 3)])}),
+        lambda t: t.nn.ModuleDict(
+            {"z": t.nn.Linear(2, 3), "a": t.nn.ModuleList([t.nn.Conv2d(1, 2, 3)])}
         ),
     ),
 }
@@ -125,6 +136,72 @@ def test_embedding_accumulates_gradients_of_repeated_ids():
         emb(np.array([2, -1]))
     with pytest.raises(ValueError, match="ids: expected integers"):
         emb(np.array([1.0]))
+
+
+class Stack(nn.Module):
+    """Layers in a ModuleList, and (wrongly) the same kind of layers in a plain list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(3, 3, rng=0), nn.Linear(3, 2, rng=1)])
+        self.forgotten = [nn.Linear(2, 2, rng=2)]  # a plain list: not registered
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def test_a_layer_in_a_module_list_is_trained_and_saved():
+    model = Stack()
+    names = ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+    assert list(model.state_dict()) == names  # the plain list's layer is invisible
+    assert len(model.parameters()) == 4
+    last = model.layers[-1].weight
+    before = last.data.copy()
+    optimizer = SGD(model.parameters(), lr=0.1)
+    (model(Tensor(np.ones((2, 3), np.float32))) ** 2).sum().backward()
+    optimizer.step()
+    assert not np.array_equal(last.data, before)  # trained
+    model.eval()
+    assert not model.layers[0].training  # modes reach the layers of the list
+
+
+def test_module_list_behaves_as_a_list():
+    a, b, c = nn.ReLU(), nn.Linear(2, 2), nn.Linear(2, 3)
+    layers = nn.ModuleList([a]).extend([b])
+    assert len(layers) == 2 and list(layers) == [a, b] and layers[-1] is b
+    sliced = layers[1:]
+    assert isinstance(sliced, nn.ModuleList) and list(sliced) == [b]
+    assert list(sliced.state_dict()) == ["0.weight", "0.bias"]  # renumbered, as in PyTorch
+    layers.append(c)
+    layers[1] = nn.Linear(2, 2)  # replaced in place: still "1", still second
+    assert list(layers.state_dict()) == ["1.weight", "1.bias", "2.weight", "2.bias"]
+    assert layers[1] is not b and layers[2] is c
+    with pytest.raises(IndexError, match="index 3 out of range for 3 modules"):
+        layers[3]
+    with pytest.raises(TypeError, match="expected a Module, got list"):
+        layers.append([nn.ReLU()])
+
+
+def test_module_dict_behaves_as_a_dict():
+    heads = nn.ModuleDict({"findings": nn.Linear(4, 9)})
+    heads["words"] = nn.Linear(4, 7)
+    heads.update([("extra", nn.ReLU())])
+    assert list(heads) == list(heads.keys()) == ["findings", "words", "extra"]
+    assert "words" in heads and len(heads) == 3 and heads["findings"].weight.shape == (9, 4)
+    assert list(heads.state_dict()) == [
+        "findings.weight",
+        "findings.bias",
+        "words.weight",
+        "words.bias",
+    ]
+    del heads["findings"]
+    assert list(heads.state_dict()) == ["words.weight", "words.bias"]
+    assert [name for name, _ in heads.items()] == ["words", "extra"]
+    for bad in ("a.b", "train", ""):  # a dot breaks state_dict names; "train" hides a method
+        with pytest.raises(KeyError):
+            heads[bad] = nn.ReLU()
 
 
 def test_flatten_sequential_and_pool_shapes():

@@ -17,6 +17,7 @@ from minirad.data.phantom import synthesize
 from minirad.data.synth import synthesize_dataset
 from minirad.models.report_checkpoint import load_report_model
 from minirad.models.train_report import TrainConfig, last_path, train_report_model
+from minirad.report.demo import run_demo
 from minirad.report.pipeline import default_model_path
 from test_readers import PATIENT_ID, PATIENT_NAME, write_dicom
 
@@ -238,3 +239,39 @@ def test_train_refuses_bad_arguments_in_one_line(tiny_dataset, tmp_path, capsys)
         == 1
     )
     assert "m.npz.last.npz not found" in capsys.readouterr().err
+
+
+def test_the_library_names_its_arguments_and_the_cli_names_its_flags(
+    tiny_dataset, tmp_path, capsys
+):
+    with pytest.raises(ValueError, match=r"^warmup_epochs: must be an integer >= 0, got -1$"):
+        TrainConfig(warmup_epochs=-1)
+    with pytest.raises(ValueError, match=r"^out: .*m\.pt must end in \.npz$"):
+        train_report_model(tiny_dataset, tmp_path / "m.pt")
+    command = ["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "m.npz")]
+    assert main([*command, "--warmup-epochs", "-1"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "minirad: error: --warmup-epochs: must be an integer >= 0, got -1"
+    )
+    assert main([*command[:-1], str(tmp_path / "m.pt")]) == 1
+    assert capsys.readouterr().err.startswith("minirad: error: --out: ")
+    with pytest.raises(ValueError, match=r"^n: need at least one phantom"):
+        run_demo(tmp_path / "demo", n=0)
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--n", "0"]) == 1
+    assert "error: --n: need at least one phantom" in capsys.readouterr().err
+
+
+def test_train_flags_default_to_train_configs_own(tmp_path, monkeypatch):
+    import minirad.models.train_report as train_module
+
+    configs = []
+
+    def record(data, out, config, resume):
+        configs.append(config)
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(train_module, "train_report_model", record)
+    command = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.npz")]
+    assert main(command) == 1
+    assert main([*command, "--epochs", "5", "--batch-size", "4", "--cell", "gru"]) == 1
+    assert configs == [TrainConfig(), TrainConfig(epochs=5, batch_size=4, cell="gru")]

@@ -10,7 +10,7 @@ import pytest
 
 from minirad import functional as F
 from minirad.autograd import Tensor, no_grad
-from minirad.data.vocab import SPECIALS, Vocabulary
+from minirad.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocabulary
 from minirad.models.report_checkpoint import load_report_model, save_report_model
 from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
 from minirad.nn import checkpoint
@@ -140,6 +140,25 @@ def test_the_decoder_reads_the_true_findings_in_training_and_the_decisions_after
         model(x, tokens, np.zeros((2, 3)))
 
 
+@pytest.mark.parametrize("encoder_learns_from_words", [False, True])
+def test_forward_leaves_the_encoded_image_as_the_encoder_made_it(encoder_learns_from_words):
+    model = tiny()
+    x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
+    made = []
+    encode = model.encode
+
+    def encode_and_keep(images):
+        made.append(encode(images))
+        return made[-1]
+
+    model.encode = encode_and_keep  # an instance attribute: only this model is wrapped
+    model(x, tokens, np.eye(2, 9), encoder_learns_from_words)
+    (encoded,) = made
+    p = encoded.finding_probabilities.numpy()
+    # Still the head's decisions, not the true findings that teacher forcing fed the decoder.
+    assert np.array_equal(encoded.finding_inputs.numpy(), (p >= 0.5).astype(np.float32))
+
+
 def test_by_default_the_word_loss_stops_at_the_decoder():
     model = tiny()
     x, tokens = Tensor(images(2)), np.array([[1, 4, 5, 2], [1, 6, 2, 0]])
@@ -226,7 +245,7 @@ def test_beam_of_width_one_is_greedy():
     model, x = tiny(max_len=8), images(4)
     encoded = model.encode(Tensor(x))
     g = greedy(model, encoded, 8)
-    b = beam_search(model, encoded, 8, width=1, alpha=0.0)
+    b = beam_search(model, encoded, 8, width=1, length_exponent=0.0)
     assert [d.tokens for d in b] == [d.tokens for d in g]
 
 
@@ -242,7 +261,9 @@ def test_a_wide_beam_finds_the_exhaustive_optimum():
                 lp = sequence_log_prob(model, image, list(tokens))
                 if lp > best:
                     best, best_tokens = lp, list(tokens)
-        (found,) = beam_search(model, model.encode(Tensor(image[None])), 4, width=50, alpha=0.0)
+        (found,) = beam_search(
+            model, model.encode(Tensor(image[None])), 4, width=50, length_exponent=0.0
+        )
         if found.finished:
             assert found.tokens == best_tokens
             assert found.log_prob == pytest.approx(best, abs=1e-5)
@@ -331,7 +352,20 @@ def test_decode_checks_its_options():
         decode(model, encoded, "beam", width=0)
     with pytest.raises(ValueError, match="temperature"):
         decode(model, encoded, "sample", temperature=0.0)
+    with pytest.raises(ValueError, match="length_exponent"):
+        decode(model, encoded, "beam", length_exponent=-1.0)
     assert length_penalty(1, 0.6) == pytest.approx(1.0)
+
+
+def test_the_special_ids_are_every_vocabularys():
+    vocab = Vocabulary.build(["No effusion. No pneumothorax."], min_count=1)
+    assert (vocab.pad_id, vocab.bos_id, vocab.eos_id, vocab.unk_id) == (
+        PAD_ID,
+        BOS_ID,
+        EOS_ID,
+        UNK_ID,
+    )
+    assert [vocab.tokens[i] for i in (PAD_ID, BOS_ID, EOS_ID, UNK_ID)] == list(SPECIALS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,3 +397,31 @@ def test_read_records_finds_each_format(tmp_path):
     (classes / "normal").mkdir(parents=True)
     with pytest.raises(ValueError, match="needs report text"):
         read_records(classes)
+
+
+def test_validate_writes_its_reports_in_eval_mode_and_restores_the_mode(monkeypatch):
+    import minirad.models.train_report as train_module
+    from minirad.models.report_data import ReportArrays
+    from minirad.report.decoding import Decoded
+
+    model, vocab = tiny(), Vocabulary(SPECIALS + WORDS)
+    modes = []
+
+    def generate_and_note_the_mode(model, images, **options):
+        modes.append(model.training)
+        return [Decoded([vocab.id("a"), vocab.id(".")], np.zeros((2, 1)), -1.0, True)]
+
+    monkeypatch.setattr(train_module, "generate", generate_and_note_the_mode)
+    val = ReportArrays(
+        ids=["x"],
+        images=images(1),
+        tokens=np.array([[1, 4, 6, 2, 0, 0]]),
+        findings=np.zeros((1, 9), dtype=np.float32),
+        references=["a ."],
+    )
+    model.train()
+    train_module.validate(model, vocab, val)
+    model.eval()
+    train_module.validate(model, vocab, val)
+    assert modes == [False, False]  # dropout off while writing, whoever called
+    assert not model.training  # and the caller's mode is back

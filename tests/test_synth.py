@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -81,3 +85,31 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     )
     assert "wrote 3 phantoms" in capsys.readouterr().out
     assert (tmp_path / "ds" / "annotation.json").is_file()
+
+
+def test_the_dataset_folder_gets_the_umask_mode(tmp_path):
+    original = os.umask(0o027)
+    try:
+        root = synthesize_dataset(tmp_path / "shared", n=2, seed=0, size=64)
+    finally:
+        os.umask(original)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o750  # 0o777 less the umask, not 0o700
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pids are POSIX's")
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
+    )
+    staging = tmp_path / f".ds.{int(dead.stdout)}.0123abcd.minirad-tmp"  # as a SIGKILL leaves it
+    (staging / "images").mkdir(parents=True)
+    (staging / "images" / "phantom-0-000000.png").write_bytes(b"half")
+    synthesize_dataset(tmp_path / "ds", n=2, seed=0, size=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_the_library_names_its_argument_and_the_cli_its_flag(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^n: need at least one image, got 0$"):
+        synthesize_dataset(tmp_path / "zero", n=0, seed=0)
+    assert main(["data", "synth", "--n", "0", "--out", str(tmp_path / "zero")]) == 1
+    assert capsys.readouterr().err.strip() == "minirad: error: --n: need at least one image, got 0"

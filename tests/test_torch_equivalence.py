@@ -15,7 +15,7 @@ import pytest
 
 import kernels
 from minirad import backend, nn
-from minirad.autograd import Tensor, array_module
+from minirad.autograd import Tensor, array_module, to_host
 
 torch = pytest.importorskip("torch")
 
@@ -32,10 +32,6 @@ TOLERANCE = 1e-8
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     """max|a - b| / max|b|."""
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
-
-
-def host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 class Captioner(nn.Module):
@@ -130,11 +126,11 @@ def test_cnn_encoder_recurrent_decoder_matches_torch(name, kind):
 
     expected = theirs(torch.from_numpy(images), torch.from_numpy(tokens))
     expected.backward()
-    assert relative_error(host(loss.data), expected.detach().numpy()) < TOLERANCE
+    assert relative_error(to_host(loss.data), expected.detach().numpy()) < TOLERANCE
     grads = {n: p.grad.numpy() for n, p in theirs.named_parameters()}
     assert list(grads) == [n for n, _ in ours.named_parameters()]
     for parameter_name, parameter in ours.named_parameters():
-        error = relative_error(host(parameter.grad), grads[parameter_name])
+        error = relative_error(to_host(parameter.grad), grads[parameter_name])
         assert error < TOLERANCE, f"{name} {kind}: d loss / d {parameter_name}: {error:.2e}"
 
 
@@ -191,5 +187,5 @@ def test_additive_attention_matches_torch(name):
     for (n, p), (_, tp) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
         pairs[f"d {n}"] = (p.grad, tp.grad.numpy())
     for what, (a, b) in pairs.items():
-        error = relative_error(host(a), b)
+        error = relative_error(to_host(a), b)
         assert error < TOLERANCE, f"{name}: {what}: relative error {error:.2e}"

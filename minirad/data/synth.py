@@ -10,15 +10,13 @@
 The same (n, seed, size) gives byte-identical files: image i and its report come from
 generators seeded by (seed, i), JSON keys are written in a fixed order, and PNGs carry no
 timestamp. The whole directory is built beside DIR under a temporary name and renamed at the
-end, so an interrupted run leaves no half-written dataset.
+end (minirad.files.atomic_directory), so an interrupted run leaves no half-written dataset, and
+DIR gets the usual permissions (0o777 less the umask).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,8 @@ from PIL import Image
 
 from minirad.data.phantom import caption, contact_sheet, synthesize
 from minirad.data.reports import write_report
+from minirad.errors import ArgumentError
+from minirad.files import atomic_directory
 
 SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
 
@@ -44,19 +44,11 @@ def synthesize_dataset(out: str | Path, n: int, seed: int, size: int = 128) -> P
     """Write n phantoms with reports to `out` (which must not exist or be empty)."""
     out = Path(out)
     if n < 1:
-        raise ValueError(f"--n: need at least one image, got {n}")
+        raise ArgumentError("n", f"need at least one image, got {n}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out}: exists and is not an empty directory; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+        raise ArgumentError("out", f"{out} exists and is not an empty directory; choose another")
+    with atomic_directory(out) as staging:  # built beside `out`, renamed to it at the end
         _write(staging, n, seed, size)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

@@ -62,6 +62,9 @@ def tokenize(text: str) -> list[str]:
 # of padding_idx=0 and ignore_index for the loss.
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+# Their ids: the same in every vocabulary, since each starts with SPECIALS. Code that holds no
+# Vocabulary (a decoder, the loss, the batcher) uses these names, never the bare numbers.
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = (SPECIALS.index(token) for token in (PAD, BOS, EOS, UNK))
 
 
 @dataclass(frozen=True)
@@ -94,19 +97,19 @@ class Vocabulary:
 
     @property
     def pad_id(self) -> int:
-        return 0
+        return PAD_ID
 
     @property
     def bos_id(self) -> int:
-        return 1
+        return BOS_ID
 
     @property
     def eos_id(self) -> int:
-        return 2
+        return EOS_ID
 
     @property
     def unk_id(self) -> int:
-        return 3
+        return UNK_ID
 
     def id(self, token: str) -> int:
         """The id of `token`, or <unk>'s."""

@@ -23,7 +23,7 @@ from minirad.data.datasets import Record, load_iu_xray_records, load_r2gen_annot
 from minirad.data.findings import FINDINGS, POSITIVE
 from minirad.data.labeler import label_report
 from minirad.data.readers import read_image
-from minirad.data.vocab import Vocabulary, clean_report
+from minirad.data.vocab import PAD_ID, Vocabulary, clean_report
 
 IU_XRAY_FILES = ("indiana_reports.csv", "indiana_projections.csv")
 
@@ -97,7 +97,7 @@ class ReportArrays:
     def from_records(
         records: list[Record], vocab: Vocabulary, image_size: int, max_len: int, desc: str = ""
     ) -> ReportArrays:
-        tokens = np.zeros((len(records), max_len), dtype=np.int64)  # 0 = <pad>
+        tokens = np.full((len(records), max_len), PAD_ID, dtype=np.int64)
         for i, record in enumerate(records):
             ids = vocab.encode(record.report, max_len=max_len)
             tokens[i, : len(ids)] = ids
@@ -112,7 +112,7 @@ class ReportArrays:
     def batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(images, tokens cut to the longest report among `rows`, findings) for those rows."""
         tokens = self.tokens[rows]
-        length = int((tokens != 0).sum(axis=1).max())
+        length = int((tokens != PAD_ID).sum(axis=1).max())
         return self.images[rows], tokens[:, :length], self.findings[rows]
 
     def true_sets(self) -> list[set[str]]:

@@ -53,6 +53,7 @@ import numpy as np
 from minirad import functional as F
 from minirad.autograd import Tensor, concatenate, stack
 from minirad.data.findings import DECISION_THRESHOLD, FINDINGS
+from minirad.data.vocab import PAD_ID
 from minirad.nn.attention import AdditiveAttention
 from minirad.nn.layers import (
     Conv2d,
@@ -213,7 +214,7 @@ class ReportModel(Module):
         self.finding_head = Linear(M, K, rng=rng, dtype=dtype)
         self.init_state = Linear(M + K, 2 * H, rng=rng, dtype=dtype)  # [h_0, c_0]
         self.embed = Embedding(
-            config.vocab_size, config.embed_dim, padding_idx=0, rng=rng, dtype=dtype
+            config.vocab_size, config.embed_dim, padding_idx=PAD_ID, rng=rng, dtype=dtype
         )
         self.attention = AdditiveAttention(H, D, config.attention_dim, rng=rng, dtype=dtype)
         cell_type = LSTMCell if config.cell == "lstm" else GRUCell
@@ -298,12 +299,7 @@ class ReportModel(Module):
                 f"tokens: expected shape ({images.shape[0]}, T >= 2), got {tokens.shape}"
             )
         encoded = self.encode(images)
-        seen = encoded if encoder_learns_from_words else self._cut_from_encoder(encoded)
-        if findings is not None and self.config.finding_input == "decisions":
-            expected = encoded.finding_inputs.shape
-            if np.shape(findings) != expected:
-                raise ValueError(f"findings: expected shape {expected}, got {np.shape(findings)}")
-            seen.finding_inputs = Tensor(np.asarray(findings, dtype=encoded.summary.dtype))
+        seen = self._teacher_forced(encoded, findings, encoder_learns_from_words)
         state = self.initial_state(seen)
         # All input words are embedded in one lookup, then cut into time steps.
         word_vectors = unstack(self.embed(tokens[:, :-1]), axis=1)  # T-1 tensors (B, E)
@@ -312,6 +308,21 @@ class ReportModel(Module):
             step_logits, state, _ = self.step(seen, vectors, state)
             logits.append(step_logits)
         return stack(logits, axis=1), encoded.finding_logits  # (B, T-1, V), (B, K)
+
+    def _teacher_forced(
+        self, encoded: Encoded, findings: np.ndarray | None, encoder_learns_from_words: bool
+    ) -> Encoded:
+        """What the decoder reads in training, as a new Encoded (`encoded` is left as it is):
+        cut from the encoder's graph unless encoder_learns_from_words, and with the true
+        `findings` as its finding inputs when finding_input is "decisions"."""
+        seen = encoded if encoder_learns_from_words else self._cut_from_encoder(encoded)
+        if findings is None or self.config.finding_input != "decisions":
+            return seen
+        expected = encoded.finding_inputs.shape
+        if np.shape(findings) != expected:
+            raise ValueError(f"findings: expected shape {expected}, got {np.shape(findings)}")
+        true_findings = Tensor(np.asarray(findings, dtype=encoded.summary.dtype))
+        return replace(seen, finding_inputs=true_findings)
 
     def _cut_from_encoder(self, encoded: Encoded) -> Encoded:
         """What the decoder reads of `encoded`, with the encoder side cut from the graph: the
@@ -354,7 +365,7 @@ def report_loss(
     targets: np.ndarray,
     finding_targets: np.ndarray,
     finding_weight: float = 1.0,
-    pad_id: int = 0,
+    pad_id: int = PAD_ID,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(total, word loss, finding loss) for one batch.
 

@@ -44,7 +44,9 @@ from tqdm import tqdm
 from minirad import functional as F
 from minirad.autograd import Tensor
 from minirad.backend import small_blas
+from minirad.data.datasets import Record
 from minirad.data.vocab import Vocabulary
+from minirad.errors import ArgumentError
 from minirad.files import write_atomically
 from minirad.metrics import clinical_scores, labels_from_reports, nlg_scores
 from minirad.models.report_checkpoint import load_report_model, save_report_model
@@ -79,17 +81,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
-            raise ValueError(
-                f"--warmup-epochs: must be an integer >= 0, got {self.warmup_epochs!r}"
+            raise ArgumentError(
+                "warmup_epochs", f"must be an integer >= 0, got {self.warmup_epochs!r}"
             )
         for name in ("epochs", "batch_size", "image_size", "min_count", "max_len", "val_limit"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')}: must be an integer >= 1, got {value!r}"
-                )
+                raise ArgumentError(name, f"must be an integer >= 1, got {value!r}")
         if not self.lr > 0:
-            raise ValueError(f"--lr: must be > 0, got {self.lr}")
+            raise ArgumentError("lr", f"must be > 0, got {self.lr}")
 
 
 @dataclass
@@ -111,6 +111,20 @@ class History:
             return None
         best = max(scored, key=lambda i: (self.val_f1[i], self.val_bleu4[i]))
         return self.epoch[best]
+
+
+@dataclass
+class TrainingState:
+    """What a run carries from one epoch to the next; OUT.last.npz holds all of it.
+
+    rngs: "init" draws the initial weights and then the dropout masks, "shuffle" the batch order.
+    """
+
+    model: ReportModel
+    vocab: Vocabulary
+    optimizer: Adam
+    history: History
+    rngs: dict[str, np.random.Generator]
 
 
 @dataclass
@@ -143,14 +157,14 @@ def train_report_model(
     config = config or TrainConfig()
     out = Path(out)
     if out.suffix != ".npz":
-        raise ValueError(f"--out: {out} must end in .npz")
+        raise ArgumentError("out", f"{out} must end in .npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     records = read_records(data)
     train_records, val_records = split(records, "train"), split(records, "val")
     val_records = val_records[: config.val_limit]
 
-    run = _resume(out, config, data) if resume else _fresh(train_records, config, data)
-    model, vocab, optimizer, history, rngs = run
+    state = _resume(out, config) if resume else _fresh(train_records, config)
+    model, vocab, history = state.model, state.vocab, state.history
     log(
         f"{len(train_records)} training and {len(val_records)} validation studies, "
         f"vocabulary of {len(vocab)} tokens, {sum(p.data.size for p in model.parameters())} "
@@ -159,18 +173,18 @@ def train_report_model(
     size, max_len = model.config.image_size, model.config.max_len
     train = ReportArrays.from_records(train_records, vocab, size, max_len, "reading train")
     val = ReportArrays.from_records(val_records, vocab, size, max_len, "reading val")
-    schedule = CosineAnnealingLR(optimizer, T_max=config.epochs)
+    schedule = CosineAnnealingLR(state.optimizer, T_max=config.epochs)
     schedule.last_epoch = len(history.epoch)
-    optimizer.lr = schedule.lr_at(schedule.last_epoch)
+    state.optimizer.lr = schedule.lr_at(schedule.last_epoch)
     info = {"data": str(data), "train": asdict(config)}
 
     interrupted = False
     try:
         with small_blas():  # small matrices: one BLAS thread (see minirad.backend.small_blas)
             for epoch in range(len(history.epoch) + 1, config.epochs + 1):
-                _run_epoch(epoch, model, vocab, optimizer, history, rngs, train, val, config)
+                _run_epoch(state, epoch, train, val, config)
                 schedule.step()
-                _save_epoch(out, model, vocab, optimizer, history, rngs, info)
+                _save_epoch(state, out, info)
                 log(_epoch_line(history, config.epochs, epoch <= config.warmup_epochs))
     except KeyboardInterrupt:
         interrupted = True
@@ -181,14 +195,19 @@ def train_report_model(
     return TrainResult(best, vocab, history, interrupted)
 
 
-def _run_epoch(epoch, model, vocab, optimizer, history: History, rngs, train, val, config) -> None:
-    """Train one epoch, validate (after the warm-up), and append the results to `history`."""
+def _run_epoch(
+    state: TrainingState, epoch: int, train: ReportArrays, val: ReportArrays, config: TrainConfig
+) -> None:
+    """Train one epoch, validate (after the warm-up), and append the results to the history."""
     started = time.perf_counter()
+    model, optimizer, history = state.model, state.optimizer, state.history
     lr = optimizer.lr
-    word_loss, finding_loss = _train_epoch(model, optimizer, train, config, rngs["shuffle"], epoch)
+    word_loss, finding_loss = _train_epoch(
+        model, optimizer, train, config, state.rngs["shuffle"], epoch
+    )
     # No reports to score while the decoder waits for the warm-up to end.
     warm = epoch <= config.warmup_epochs
-    f1, bleu4 = (math.nan, math.nan) if warm else validate(model, vocab, val)
+    f1, bleu4 = (math.nan, math.nan) if warm else validate(model, state.vocab, val)
     history.epoch.append(epoch)
     history.lr.append(lr)
     history.word_loss.append(word_loss)
@@ -217,7 +236,7 @@ def _epoch_line(history: History, epochs: int, warm: bool) -> str:
     )
 
 
-def _fresh(train_records, config: TrainConfig, data):
+def _fresh(train_records: list[Record], config: TrainConfig) -> TrainingState:
     vocab = Vocabulary.build([r.report for r in train_records], min_count=config.min_count)
     model_config = ReportModelConfig(
         vocab_size=len(vocab),
@@ -231,21 +250,21 @@ def _fresh(train_records, config: TrainConfig, data):
     }
     model = ReportModel(model_config, rng=rngs["init"])  # Dropout keeps drawing from "init"
     optimizer = Adam(model.parameters(), lr=config.lr)
-    return model, vocab, optimizer, History(), rngs
+    return TrainingState(model, vocab, optimizer, History(), rngs)
 
 
-def _resume(out: Path, config: TrainConfig, data):
+def _resume(out: Path, config: TrainConfig) -> TrainingState:
     path = last_path(out)
     if not path.is_file():
-        raise ValueError(f"--resume: {path} not found (it is written after each finished epoch)")
+        raise ArgumentError("resume", f"{path} not found (it is written after each finished epoch)")
     model, vocab, meta = load_report_model(path)
     model.train()
     saved = meta["info"].get("train", {})
     for key in ("seed", "batch_size", "cell", "image_size"):
         if saved.get(key) != getattr(config, key):
-            raise ValueError(
-                f"--resume: {path} was trained with {key}={saved.get(key)!r}, "
-                f"not {getattr(config, key)!r}"
+            raise ArgumentError(
+                "resume",
+                f"{path} was trained with {key}={saved.get(key)!r}, not {getattr(config, key)!r}",
             )
     optimizer = Adam(model.parameters(), lr=config.lr)
     optimizer.load_state_dict(
@@ -256,7 +275,7 @@ def _resume(out: Path, config: TrainConfig, data):
     rngs = {"init": model.dropout.rng, "shuffle": np.random.default_rng()}
     for name, generator in rngs.items():
         generator.bit_generator.state = meta["info"]["rng_states"][name]
-    return model, vocab, optimizer, history, rngs
+    return TrainingState(model, vocab, optimizer, history, rngs)
 
 
 def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> tuple[float, float]:
@@ -301,25 +320,31 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
 
 
 def validate(model: ReportModel, vocab: Vocabulary, val: ReportArrays) -> tuple[float, float]:
-    """(clinical micro-F1, BLEU-4) of greedy reports for the studies of `val`."""
+    """(clinical micro-F1, BLEU-4) of greedy reports for the studies of `val`.
+
+    The reports are written in eval mode (no dropout); the model returns to the mode it was in.
+    """
+    was_training = model.training
+    model.eval()
     hypotheses = [vocab.decode(d.tokens) for d in generate(model, val.images)]
-    model.train()
+    model.train(was_training)
     f1 = clinical_scores(val.true_sets(), labels_from_reports(hypotheses))["micro"]["f1"]
     bleu4 = nlg_scores(val.references, hypotheses)["BLEU-4"]
     return f1, bleu4
 
 
-def _save_epoch(out, model, vocab, optimizer, history: History, rngs, info) -> None:
+def _save_epoch(state: TrainingState, out: Path, info: dict) -> None:
     """OUT.last.npz always; OUT too when this epoch is the best; then the curves."""
+    model, vocab, history = state.model, state.vocab, state.history
     epoch = history.epoch[-1]
     scores = {"epoch": epoch, "val_f1": history.val_f1[-1], "val_bleu4": history.val_bleu4[-1]}
     state_info = {
         **info,
         **scores,
         "history": asdict(history),
-        "rng_states": {name: g.bit_generator.state for name, g in rngs.items()},
+        "rng_states": {name: g.bit_generator.state for name, g in state.rngs.items()},
     }
-    optimizer_state = {f"optimizer.{k}": v for k, v in optimizer.state_dict().items()}
+    optimizer_state = {f"optimizer.{k}": v for k, v in state.optimizer.state_dict().items()}
     save_report_model(last_path(out), model, vocab, state_info, extra=optimizer_state)
     if history.best_epoch() in (epoch, None):  # None: no validated epoch yet, keep the latest
         save_report_model(out, model, vocab, {**info, **scores})

@@ -1,4 +1,4 @@
-"""Layers, losses and their container, Module; names and weight layouts as in PyTorch."""
+"""Layers, losses and their containers (Module, ModuleList, ModuleDict), named as in PyTorch."""
 
 from minirad.nn import checkpoint
 from minirad.nn.attention import AdditiveAttention
@@ -13,7 +13,7 @@ from minirad.nn.layers import (
     Sequential,
 )
 from minirad.nn.losses import BCEWithLogitsLoss, CrossEntropyLoss
-from minirad.nn.module import Module, Parameter
+from minirad.nn.module import Module, ModuleDict, ModuleList, Parameter
 from minirad.nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "Linear",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
+    "ModuleList",
     "Parameter",
     "RNN",
     "RNNCell",

@@ -10,14 +10,13 @@ pickle can run code when it is loaded, and a checkpoint is a file that people pa
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
+from minirad.autograd import to_host
+from minirad.files import atomic_writer
 from minirad.nn.module import Module
 
 PathLike = str | os.PathLike
@@ -31,35 +30,24 @@ def _one_line(error: object) -> str:
 def save(module_or_state: Module | dict[str, np.ndarray], path: PathLike) -> None:
     """Write a Module's state_dict (or a name -> array dict) to `path` as an .npz archive.
 
-    The archive is written to a temporary file in the same directory and then renamed over
-    `path` (os.replace is atomic within one file system): a crash or a full disk mid-write
-    leaves the previous checkpoint as it was, never half a file under the checkpoint's name.
+    The archive is streamed into a temporary file in the same directory and then renamed over
+    `path` (minirad.files.atomic_writer): a crash or a full disk mid-write leaves the previous
+    checkpoint as it was, never half a file under the checkpoint's name.
     """
     state = module_or_state.state_dict() if isinstance(module_or_state, Module) else module_or_state
-    path = Path(path)
-    # Not tempfile.mkstemp: its files are private (mode 0600) and the checkpoint would keep
-    # that mode after the rename; os.open with 0o666 gives the usual permissions (umask).
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            # What np.savez does, written out; savez's keyword arguments would clash with an
-            # entry named "file", and this way each failing entry can be named.
-            with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive:
-                for name, value in state.items():
-                    array = np.asarray(value.get() if hasattr(value, "get") else value)
-                    try:
-                        with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                            np.lib.format.write_array(member, array, allow_pickle=False)
-                    except ValueError as error:  # object arrays: they would need a pickle
-                        raise ValueError(f"{path}: entry {name!r}: {_one_line(error)}") from None
-            file.flush()
-            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
+    # What np.savez does, written out; savez's keyword arguments would clash with an entry named
+    # "file", and this way each failing entry can be named.
+    with (
+        atomic_writer(path) as file,
+        zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as archive,
+    ):
+        for name, value in state.items():
+            array = to_host(value)
+            try:
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+            except ValueError as error:  # object arrays: they would need a pickle
+                raise ValueError(f"{path}: entry {name!r}: {_one_line(error)}") from None
 
 
 def load(path: PathLike) -> dict[str, np.ndarray]:

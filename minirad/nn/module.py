@@ -1,15 +1,23 @@
-"""Module and Parameter: the containers of a network, named as in PyTorch.
+"""Module and Parameter, and the containers ModuleList and ModuleDict, named as in PyTorch.
 
 A Module owns Parameters (tensors that training changes) and sub-Modules, found by attribute:
 assigning `self.conv = Conv2d(...)` or `self.weight = Parameter(...)` registers it, so
 `named_parameters()` yields dotted names ("encoder.conv1.weight") in assignment order, which is
 also the order and the naming of `state_dict()`.
+
+Layers kept in a plain Python list or dict are not attributes of the Module, so they are not
+registered: the optimizer never sees their parameters and the checkpoint never saves them, and
+nothing says so. ModuleList and ModuleDict hold layers registered under their positions ("0",
+"1", ...) or keys:
+
+    self.blocks = ModuleList([Linear(8, 8) for _ in range(3)])   # "blocks.0.weight", ...
+    self.heads = ModuleDict({"findings": Linear(8, 9)})           # "heads.findings.weight"
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, overload
 
 import numpy as np
 
@@ -54,6 +62,22 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
+
+    def add_module(self, name: str, module: Module) -> None:
+        """Register `module` as the sub-module `name`, as `setattr(self, name, module)` does.
+
+        As in PyTorch: `name` is a non-empty string without "." (state_dict joins names with
+        dots), it may not hide an attribute that is not a sub-module (a ModuleDict key "train"
+        would hide the method), and a sub-module that is replaced keeps its place in the order.
+        """
+        if not isinstance(module, Module):
+            raise TypeError(f"{name!r}: expected a Module, got {type(module).__name__}")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f'a module name is a non-empty string without ".", got {name!r}')
+        if hasattr(self, name) and name not in self._modules:
+            raise KeyError(f"{name!r}: {type(self).__name__} already has an attribute of that name")
+        self._modules[name] = module  # an existing key keeps its position in the dict
+        object.__setattr__(self, name, module)
 
     # -- traversal -----------------------------------------------------------------------------
 
@@ -127,3 +151,96 @@ class Module:
             parameter.data = parameter.data.astype(dtype)
             parameter.grad = None
         return self
+
+
+class ModuleList(Module):
+    """A list of Modules, each registered under its position: "0.weight", "1.weight", ...
+
+    Indexing (negative and slices too), len, iteration, append and extend, as a list and as
+    PyTorch's nn.ModuleList. No forward: the owner calls the layers as it needs (in a loop, or
+    layer t at step t).
+    """
+
+    def __init__(self, modules: Iterable[Module] = ()) -> None:
+        super().__init__()
+        self.extend(modules)
+
+    def _key(self, index: int) -> str:
+        """The name of the layer at `index` (negative counts from the end)."""
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"ModuleList index {index} out of range for {n} modules")
+        return str(index % n)
+
+    @overload
+    def __getitem__(self, index: int) -> Module: ...
+    @overload
+    def __getitem__(self, index: slice) -> ModuleList: ...
+    def __getitem__(self, index: int | slice) -> Module | ModuleList:
+        if isinstance(index, slice):  # the same layers (not copies), renumbered from 0
+            return ModuleList(list(self._modules.values())[index])
+        return self._modules[self._key(index)]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        self.add_module(self._key(index), module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> ModuleList:
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for module in modules:
+            self.append(module)
+        return self
+
+
+class ModuleDict(Module):
+    """Modules by name, each registered under its key: "findings.weight", ...
+
+    Indexing by key, `in`, len, iteration over the keys, keys(), values(), items(), update()
+    and del, in insertion order, as a dict and as PyTorch's nn.ModuleDict. Keys follow
+    `add_module`'s rules. No forward.
+    """
+
+    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] = ()) -> None:
+        super().__init__()
+        self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+        object.__delattr__(self, key)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def keys(self) -> Iterable[str]:
+        return self._modules.keys()
+
+    def values(self) -> Iterable[Module]:
+        return self._modules.values()
+
+    def items(self) -> Iterable[tuple[str, Module]]:
+        return self._modules.items()
+
+    def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for key, module in pairs:
+            self[key] = module

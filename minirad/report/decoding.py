@@ -8,7 +8,8 @@ report is a sequence w_1..w_T ending in <eos>, with log-probability sum_t log P(
 * beam search (width K): keep the K best partial reports at every step, extend each by every
   word, keep the K best of the K x V candidates. Longer reports have more (negative) terms, so
   finished ones are ranked by the length-normalised score of Wu et al. (2016, GNMT):
-      score = log P / lp(T),   lp(T) = ((5 + T) / 6) ** alpha   (alpha = 0: raw log P).
+      score = log P / lp(T),   lp(T) = ((5 + T) / 6) ** length_exponent
+  (GNMT's alpha; 0 ranks by the raw log P).
   Optional trigram blocking forbids a word that would repeat a trigram already written. Off by
   default: a radiology impression often restates a finding word for word ("consolidation in the
   right lower zone" in both sections), and blocking would forbid exactly that.
@@ -35,7 +36,7 @@ import numpy as np
 from minirad import functional as F
 from minirad.autograd import Tensor, no_grad
 from minirad.backend import small_blas
-from minirad.data.vocab import Vocabulary
+from minirad.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocabulary
 from minirad.models.report_model import Encoded, ReportModel
 from minirad.report.review import SECTION_NAMES
 
@@ -59,7 +60,7 @@ def _log_probs(model: ReportModel, logits: Tensor, temperature: float = 1.0) -> 
     """log softmax(logits / temperature) (B, V), with <pad> and <bos> made impossible."""
     scaled = logits if temperature == 1.0 else logits * (1.0 / temperature)
     log_p = F.log_softmax(scaled, axis=-1).numpy().astype(np.float64)
-    log_p[:, :2] = NEG_INF  # ids 0 and 1: <pad> and <bos> are never written
+    log_p[:, [PAD_ID, BOS_ID]] = NEG_INF  # a report never writes <pad> or <bos>
     return log_p
 
 
@@ -118,7 +119,11 @@ def _decode_batch(
 
 
 def greedy(
-    model: ReportModel, encoded: Encoded, max_len: int, eos_id: int = 2, bos_id: int = 1
+    model: ReportModel,
+    encoded: Encoded,
+    max_len: int,
+    eos_id: int = EOS_ID,
+    bos_id: int = BOS_ID,
 ) -> list[Decoded]:
     """The most probable word at every step, for every image of `encoded`."""
     _check_max_len(max_len)
@@ -131,8 +136,8 @@ def sample(
     max_len: int,
     temperature: float = 1.0,
     rng: np.random.Generator | int | None = None,
-    eos_id: int = 2,
-    bos_id: int = 1,
+    eos_id: int = EOS_ID,
+    bos_id: int = BOS_ID,
 ) -> list[Decoded]:
     """A word drawn from softmax(logits / temperature) at every step (seeded by `rng`).
 
@@ -176,9 +181,34 @@ class Sentences:
         return Sentences(vocab.id("."), ids)
 
 
-def length_penalty(length: int, alpha: float) -> float:
-    """GNMT's lp(T) = ((5 + T) / 6) ** alpha: 1 for T = 1, growing slowly with T."""
-    return ((5.0 + length) / 6.0) ** alpha
+def length_penalty(length: int, exponent: float) -> float:
+    """GNMT's lp(T) = ((5 + T) / 6) ** exponent: 1 for T = 1, growing slowly with T."""
+    return ((5.0 + length) / 6.0) ** exponent
+
+
+@dataclass(frozen=True)
+class BeamSettings:
+    """How beam search extends, blocks and ranks hypotheses (see `beam_search`)."""
+
+    width: int = 3
+    length_exponent: float = 0.6
+    block_trigrams: bool = False
+    block_sentences: Sentences | None = None
+    eos_id: int = EOS_ID
+    bos_id: int = BOS_ID
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width: a beam holds at least 1 hypothesis, got {self.width!r}")
+        if self.length_exponent < 0:
+            raise ValueError(
+                f"length_exponent: the length penalty's exponent must be >= 0, "
+                f"got {self.length_exponent}"
+            )
+
+    def score(self, h: _Hypothesis, length: int) -> float:
+        """The length-normalised log P / lp(length) that ranks hypotheses."""
+        return h.log_prob / length_penalty(length, self.length_exponent)
 
 
 @dataclass
@@ -212,38 +242,33 @@ def beam_search(
     encoded: Encoded,
     max_len: int,
     width: int = 3,
-    alpha: float = 0.6,
+    length_exponent: float = 0.6,
     block_trigrams: bool = False,
     block_sentences: Sentences | None = None,
-    eos_id: int = 2,
-    bos_id: int = 1,
+    eos_id: int = EOS_ID,
+    bos_id: int = BOS_ID,
 ) -> list[Decoded]:
-    """The best report by length-normalised log-probability among the beam's, per image."""
+    """The best report by length-normalised log-probability among the beam's, per image.
+
+    length_exponent: of the length penalty lp(T) (GNMT's alpha; see the module docstring).
+    """
     _check_max_len(max_len)
-    if not isinstance(width, int) or width < 1:
-        raise ValueError(f"width: a beam holds at least 1 hypothesis, got {width!r}")
-    if alpha < 0:
-        raise ValueError(f"alpha: the length-penalty exponent must be >= 0, got {alpha}")
+    settings = BeamSettings(
+        width=width,
+        length_exponent=length_exponent,
+        block_trigrams=block_trigrams,
+        block_sentences=block_sentences,
+        eos_id=eos_id,
+        bos_id=bos_id,
+    )
     B = encoded.keys.shape[0]
-    return [
-        _beam_one(
-            model,
-            encoded.select(np.array([b])),
-            max_len,
-            width,
-            alpha,
-            block_trigrams,
-            block_sentences,
-            eos_id,
-            bos_id,
-        )
-        for b in range(B)
-    ]
+    return [_beam_one(model, encoded.select(np.array([b])), max_len, settings) for b in range(B)]
 
 
 def _beam_one(
-    model, encoded, max_len, width, alpha, block_trigrams, block_sentences, eos_id, bos_id
+    model: ReportModel, encoded: Encoded, max_len: int, settings: BeamSettings
 ) -> Decoded:
+    """Beam search for one image (`encoded` holds one row)."""
     live = [_Hypothesis([], [], 0.0, 0)]
     finished: list[tuple[float, _Hypothesis]] = []
     with no_grad():
@@ -251,21 +276,21 @@ def _beam_one(
         for _ in range(max_len - 1):
             rows = np.array([h.row for h in live])
             state = _select_state(state, rows)
-            previous = np.array([h.tokens[-1] if h.tokens else bos_id for h in live])
+            previous = np.array([h.tokens[-1] if h.tokens else settings.bos_id for h in live])
             logits, state, alpha_t = model.step(
                 encoded.select(np.zeros(len(live), dtype=np.int64)), _embed(model, previous), state
             )
             log_p = _log_probs(model, logits)
-            if block_trigrams:
+            if settings.block_trigrams:
                 _block_repeated_trigrams(live, log_p)
-            if block_sentences is not None:
-                _block_repeated_sentences(live, log_p, block_sentences, eos_id)
+            if settings.block_sentences is not None:
+                _block_repeated_sentences(live, log_p, settings.block_sentences, settings.eos_id)
             candidates = np.array([h.log_prob for h in live])[:, None] + log_p  # (R, V)
-            live = _extend(live, candidates, alpha_t.numpy(), width, eos_id, alpha, finished)
-            if not live or _cannot_improve(live, finished, width, alpha, max_len):
+            live = _extend(live, candidates, alpha_t.numpy(), settings, finished)
+            if not live or _cannot_improve(live, finished, settings, max_len):
                 break
     if not finished:  # the length limit came first: rank the unfinished ones the same way
-        finished = [(h.log_prob / length_penalty(len(h.tokens), alpha), h) for h in live]
+        finished = [(settings.score(h, len(h.tokens)), h) for h in live]
         return _as_decoded(max(finished, key=lambda f: f[0])[1], done=False)
     return _as_decoded(max(finished, key=lambda f: f[0])[1], done=True)
 
@@ -299,8 +324,19 @@ def _block_repeated_sentences(
             log_p[r, closing] = NEG_INF
 
 
-def _extend(live, candidates, alphas, width, eos_id, alpha, finished) -> list[_Hypothesis]:
-    """The `width` best extensions; those ending in <eos> move to `finished` (with score)."""
+def _extend(
+    live: list[_Hypothesis],
+    candidates: np.ndarray,
+    alphas: np.ndarray,
+    settings: BeamSettings,
+    finished: list[tuple[float, _Hypothesis]],
+) -> list[_Hypothesis]:
+    """The `width` best extensions; those ending in <eos> move to `finished` (with score).
+
+    candidates (R, V): log P of each live hypothesis extended by each word; alphas (R, L): the
+    attention weights of the step, for the hypotheses kept.
+    """
+    width = settings.width
     flat = candidates.ravel()
     V = candidates.shape[1]
     order = np.argsort(-flat, kind="stable")[: 2 * width]  # enough to keep width live ones
@@ -310,9 +346,9 @@ def _extend(live, candidates, alphas, width, eos_id, alpha, finished) -> list[_H
             break
         r, word = divmod(int(index), V)
         parent = live[r]
-        if word == eos_id:
+        if word == settings.eos_id:
             h = _Hypothesis(parent.tokens, parent.alphas, float(flat[index]), r)
-            finished.append((h.log_prob / length_penalty(len(h.tokens) + 1, alpha), h))
+            finished.append((settings.score(h, len(h.tokens) + 1), h))  # + 1: <eos>
         else:
             kept.append(
                 _Hypothesis(
@@ -324,16 +360,21 @@ def _extend(live, candidates, alphas, width, eos_id, alpha, finished) -> list[_H
     return kept
 
 
-def _cannot_improve(live, finished, width, alpha, max_len) -> bool:
+def _cannot_improve(
+    live: list[_Hypothesis],
+    finished: list[tuple[float, _Hypothesis]],
+    settings: BeamSettings,
+    max_len: int,
+) -> bool:
     """Stop once `width` reports are finished and no live one can beat the best of them.
 
     A live hypothesis's log P only falls as it grows, and lp grows with length, so its best
     possible final score is log P / lp(max_len) (log P < 0, divided by the largest lp).
     """
-    if len(finished) < width:
+    if len(finished) < settings.width:
         return False
     best_finished = max(score for score, _ in finished)
-    best_possible = max(h.log_prob for h in live) / length_penalty(max_len, alpha)
+    best_possible = max(settings.score(h, max_len) for h in live)
     return best_possible < best_finished
 
 
@@ -352,7 +393,7 @@ def decode(
     method: str = "greedy",
     max_len: int | None = None,
     width: int = 3,
-    alpha: float = 0.6,
+    length_exponent: float = 0.6,
     block_trigrams: bool = False,
     block_sentences: Sentences | None = None,
     temperature: float = 1.0,
@@ -363,7 +404,15 @@ def decode(
     if method == "greedy":
         return greedy(model, encoded, max_len)
     if method == "beam":
-        return beam_search(model, encoded, max_len, width, alpha, block_trigrams, block_sentences)
+        return beam_search(
+            model,
+            encoded,
+            max_len,
+            width=width,
+            length_exponent=length_exponent,
+            block_trigrams=block_trigrams,
+            block_sentences=block_sentences,
+        )
     if method == "sample":
         return sample(model, encoded, max_len, temperature, rng)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
@@ -378,8 +427,8 @@ def generate(
 ) -> list[Decoded]:
     """Reports for images (N, 1, S, S) in [0, 1], `batch_size` images per encoder pass.
 
-    `options` go to `decode` (width, alpha, block_trigrams, block_sentences, temperature, rng,
-    max_len). The model is put in eval mode (no dropout) and no graph is recorded.
+    `options` go to `decode` (width, length_exponent, block_trigrams, block_sentences,
+    temperature, rng, max_len). The model is put in eval mode (no dropout) and no graph is recorded.
     """
     model.eval()
     results: list[Decoded] = []

@@ -14,6 +14,7 @@ import html
 from pathlib import Path
 
 from minirad.data.phantom import caption, synthesize
+from minirad.errors import ArgumentError
 from minirad.files import write_atomically
 from minirad.report.pipeline import Reporter
 from minirad.report.render import png_bytes, write_outputs
@@ -28,7 +29,7 @@ def run_demo(
 ) -> list[Path]:
     """Synthesize n phantoms, report on each, print a summary; returns the HTML pages."""
     if n < 1:
-        raise ValueError(f"--n: need at least one phantom, got {n}")
+        raise ArgumentError("n", f"need at least one phantom, got {n}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     reporter = Reporter(model_path)

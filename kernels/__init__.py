@@ -3,7 +3,7 @@
     >>> import kernels
     >>> kernels.available()                       # backends that can run on this machine
     ['numpy', ...]
-    >>> ops = kernels.get("numpy")                # the reference, the specification
+    >>> ops = kernels.get("numpy")                # an Ops: one method per op, here the reference
     >>> loop = kernels.get("numpy", conv2d="loop")  # choose a version per op folder
 
 One folder per operation (conv2d, maxpool2d, linear, rnn, softmax), one file per backend:
@@ -15,8 +15,10 @@ One folder per operation (conv2d, maxpool2d, linear, rnn, softmax), one file per
     cupy         cuda_c.py + <op>.cu      an NVIDIA GPU, CUDA C launched by CuPy
     cuda_c_cpu   cuda_c.py + <op>.cu      the CPU: the same .cu compiled with g++ and emulated
 
-The registry below lists the backends this checkout holds; `get` raises a ValueError that says
-why when a backend cannot run here.
+Three words, three things: a *backend* is one of the named ways to run above (BACKENDS, below,
+is their registry); `get(name)` returns an `Ops` object (kernels/_ops.py) with one validated
+method per op of that backend; `minirad.backend` chooses which backend the engine calls. `get`
+raises a ValueError that says why when a backend cannot run here.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import FAMILIES, Backend
+from kernels._ops import FAMILIES, Ops
 
 # Numba's parallel loops run on an OpenMP thread pool, NumPy's matmuls on OpenBLAS's own pool.
 # By default idle OpenMP threads spin for a while before sleeping, and so do OpenBLAS's: when a
@@ -45,7 +47,7 @@ from kernels._backend import FAMILIES, Backend
 # set here, before any kernel runs; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["Backend", "FAMILIES", "available", "get", "why_unavailable", "BACKENDS"]
+__all__ = ["Ops", "FAMILIES", "available", "get", "why_unavailable", "BACKENDS"]
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,8 @@ def available() -> list[str]:
     return [name for name in BACKENDS if why_unavailable(name) is None]
 
 
-def get(name: str = "numpy", **versions: str) -> Backend:
-    """The backend `name`, with an optional version chosen per op folder (e.g. conv2d="loop")."""
+def get(name: str = "numpy", **versions: str) -> Ops:
+    """The ops of backend `name`, with an optional version chosen per op folder (conv2d="loop")."""
     reason = why_unavailable(name)
     if reason is not None:
         raise ValueError(f"backend {name!r} is not available: {reason}")
@@ -167,4 +169,4 @@ def get(name: str = "numpy", **versions: str) -> Backend:
             raise ValueError(f"{family}: not an op folder; choose from {sorted(FAMILIES)}")
     spec = BACKENDS[name]
     tables = {family: spec.version_table(family) for family in FAMILIES}
-    return Backend(name, tables, spec.array_types(), versions)
+    return Ops(name, tables, spec.array_types(), versions)

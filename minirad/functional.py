@@ -3,7 +3,7 @@
 Every Function here calls exactly one forward and one backward of the active kernels backend
 (`minirad.backend.active()`), so the engine knows nothing of how a convolution is computed:
 switching the backend switches every layer at once. Shapes are the kernel contract's
-(kernels/_backend.py): images NCHW, conv weight (K, C, R, S), linear weight (out, in), cells in
+(kernels/_ops.py): images NCHW, conv weight (K, C, R, S), linear weight (out, in), cells in
 PyTorch's layout and gate order.
 """
 

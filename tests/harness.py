@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import kernels
-from kernels._backend import FAMILIES
+from kernels._ops import FAMILIES
 
 # Relative error allowed against the float64 reference, by the dtype the kernel computed in.
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
@@ -42,7 +42,7 @@ class Impl:
     dtype: Any
 
     @property
-    def ops(self) -> kernels.Backend:
+    def ops(self) -> kernels.Ops:
         return _backend(self.backend, self.family, self.version)
 
     @property
@@ -88,12 +88,12 @@ def _put(backend: str, arrays):
 
 
 @functools.cache
-def _backend(name: str, family: str, version: str) -> kernels.Backend:
+def _backend(name: str, family: str, version: str) -> kernels.Ops:
     return kernels.get(name, **{family: version})
 
 
 @functools.cache
-def reference() -> kernels.Backend:
+def reference() -> kernels.Ops:
     """The specification: the numpy backend with its default versions."""
     return kernels.get("numpy")
 

@@ -4,9 +4,11 @@ A backend (a named way to run: "numpy", "numba", ...; see `kernels.BACKENDS`) is
 one file per op folder (``kernels/<op>/<file>.py``). Each such file declares the versions it
 holds and which one is the default::
 
-    VERSIONS = {"loop": {"conv2d_forward": ..., "conv2d_backward": ...},
+    VERSIONS = {"naive": {"conv2d_forward": ..., "conv2d_backward": ...},
                 "im2col": {"conv2d_forward": ..., "conv2d_backward": ...}}
     DEFAULT_VERSION = "im2col"
+
+(What each version name means, on every backend, is said once, in kernels/__init__.py.)
 
 (The CUDA C host files, shared by two runtimes, build that table with ``make_versions(runtime)``.)
 

@@ -1,14 +1,17 @@
-"""One name for each thing: the version vocabulary is stated once, and the files keep to it.
+"""One name for each thing: the version vocabulary and the index notation are stated once.
 
-The docstring of `kernels` (kernels/__init__.py) says once what each version name means and
-tabulates which backend holds which version. These tests read both back and compare them with
-the VERSIONS tables of the backend files themselves, so neither can drift from the code.
+The docstring of `kernels` (kernels/__init__.py) says once what each version name means,
+tabulates which backend holds which version, and ends with the legend of index letters. These
+tests read them back and compare them with the VERSIONS tables of the backend files, and the
+legend with the copy tutorial 01 shows, so none of them can drift.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,6 +21,7 @@ import kernels
 
 DOC = kernels.__doc__ or ""
 TABLE_START, TABLE_END = "    op folder  ", "    (* the default)"
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 
 
 def vocabulary() -> set[str]:
@@ -67,3 +71,17 @@ def test_every_version_name_is_defined_once_and_used():
     used = {name for key in every_file() for name in file_versions(*key)[0]}
     assert used <= vocabulary(), f"not defined in kernels/__init__.py: {used - vocabulary()}"
     assert vocabulary() <= used, f"defined but used by no file: {vocabulary() - used}"
+
+
+def notation() -> str:
+    """The legend of index letters that closes the docstring of `kernels`."""
+    return DOC[DOC.index("\nNotation.") + 1 :].rstrip()
+
+
+def test_tutorial_01_shows_the_same_notation_as_kernels():
+    notebook = json.loads((TUTORIALS / "01_tour.ipynb").read_text(encoding="utf-8"))
+    sources = ["".join(cell["source"]) for cell in notebook["cells"]]
+    blocks = [re.findall(r"```text\n(Notation\..*?)\n```", source, re.S) for source in sources]
+    shown = [block for found in blocks for block in found]
+    assert len(shown) == 1, "tutorial 01 must show the notation in one ```text block"
+    assert shown[0] == notation(), "tutorial 01's notation differs from kernels' docstring"

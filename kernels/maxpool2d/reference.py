@@ -6,7 +6,7 @@ Shapes:  x (N, C, H, W)   y, argmax (N, C, P, Q)   kernel (kh, kw), stride (sh, 
 
 Forward:
     y[n, c, p, q]      = max_{r < kh, s < kw} x[n, c, p*sh + r - ph, q*sw + s - pw]
-    argmax[n, c, p, q] = i*W + j, the flat index into the (H, W) plane of that maximum
+    argmax[n, c, p, q] = h*W + w, the flat index into the (H, W) plane of that maximum
                          (the first one in row-major window order on ties; PyTorch's
                          convention, so its `return_indices` output compares directly).
 

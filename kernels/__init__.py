@@ -3,20 +3,87 @@
     >>> import kernels
     >>> kernels.available()                       # backends that can run on this machine
     ['numpy', ...]
-    >>> ops = kernels.get("numpy")                # the reference, the specification
-    >>> loop = kernels.get("numpy", conv2d="loop")  # choose a version per op folder
+    >>> ops = kernels.get("numpy")                # an Ops: one method per op, here the reference
+    >>> naive = kernels.get("numpy", conv2d="naive")  # choose a version per op folder
 
 One folder per operation (conv2d, maxpool2d, linear, rnn, softmax), one file per backend:
 
     backend      file in each op folder   runs on
     numpy        reference.py             any CPU: the readable specification
     numba        numba_cpu.py             CPU, compiled by Numba, parallel
-    cuda         numba_cuda.py            an NVIDIA GPU, or the Numba CUDA simulator
-    cupy         cuda_c.py + <op>.cu      an NVIDIA GPU, CUDA C launched by CuPy
+    cuda         numba_cuda.py            Numba CUDA: an NVIDIA GPU, or the Numba CUDA simulator
+    cupy         cuda_c.py + <op>.cu      CUDA C, launched by CuPy on an NVIDIA GPU
     cuda_c_cpu   cuda_c.py + <op>.cu      the CPU: the same .cu compiled with g++ and emulated
 
-The registry below lists the backends this checkout holds; `get` raises a ValueError that says
-why when a backend cannot run here.
+Three words, three things: a *backend* is one of the named ways to run above (BACKENDS, below,
+is their registry); `get(name)` returns an `Ops` object (kernels/_ops.py) with one validated
+method per op of that backend; `minirad.backend` chooses which backend the engine calls. `get`
+raises a ValueError that says why when a backend cannot run here.
+
+Versions. Each backend file keeps the steps of its idea side by side, as named versions
+(VERSIONS, DEFAULT_VERSION). A version name means the same thing in every op folder and on
+every backend:
+
+    naive       the formula as loops, one output (or one dy entry) at a time; on a GPU one
+                thread per output element, every operand read from global memory
+    parallel    the naive loops with the outer one spread over the CPU's cores (prange)
+    blocked     CPU loops regrouped into blocks that stay in cache or in registers while reused
+    tiled       GPU: a block of threads stages TILE x TILE tiles of the operands in shared
+                memory between barriers (blocked: caches and registers; tiled: shared memory)
+    block       GPU: one thread block per row, its partial results reduced in shared memory
+    fused       several passes (or kernel launches) merged into one, every intermediate kept
+                in registers
+    im2col      the receptive fields copied into the columns of a matrix, then matrix products
+    blas        the matrix products handed to the machine's BLAS, through NumPy's matmul
+    vectorised  whole-array NumPy expressions, no loop over the elements
+    atomic      GPU max-pooling backward: each output adds its dy into dx with an atomic add
+    gather      GPU max-pooling backward: each input pixel gathers the dy of the windows it won
+
+    op folder  numpy               numba                    cuda, cupy, cuda_c_cpu
+    conv2d     naive, im2col*      naive, blocked*          naive, tiled*
+    maxpool2d  vectorised*         naive, parallel*         atomic, gather*
+    linear     blas*               naive, blocked, blas*    naive, tiled*
+    rnn        vectorised*         naive, fused*            naive, fused*
+    softmax    vectorised*         naive, parallel*         naive, block*
+    (* the default)
+
+Notation. The letters of every docstring, kernel and tutorial, per op folder. A size is a
+capital, and the index that runs over it is the same letter in lower case (0 <= k < K). sh, sw,
+ph, pw, kh, kw are two-letter names, not products (formulas set them upright).
+
+  conv2d, maxpool2d (NCHW, PyTorch's layouts)
+    N, n     images in the batch
+    C, c     input channels (max-pooling keeps them)
+    H, h     input rows;      W, w  input columns: a pixel is x[n, c, h, w]
+    K, k     output channels, one per filter: weight w (K, C, R, S), bias b (K,)
+    R, r     filter rows;     S, s  filter columns: (r, s) is an offset in the window
+    kh, kw   the pooling window (maxpool2d's `kernel`); its offsets are r < kh, s < kw
+    P, p     output rows;     Q, q  output columns: y (N, K, P, Q); pooling's y (N, C, P, Q)
+    sh, sw   the stride; ph, pw the padding (rows, columns); x_pad: x with the padding added
+             P = (H + 2ph - R) // sh + 1,   Q = (W + 2pw - S) // sw + 1   (pooling: kh, kw)
+             y[n, k, p, q] = b[k] + sum_{c,r,s} x_pad[n, c, p*sh + r, q*sw + s] * w[k, c, r, s]
+             (code, where w is the weight array, names a pixel's column j (v in conv2d's
+             numba_cuda.py) and its row h or i; the pooling kernels' code says (i, j) too)
+  linear
+    N, n     rows of the batch: x (N, in), w (out, in), b (out,), y (N, out)
+    in, i    input features; out, o output features (n_in, n_out in code: `in` is a keyword)
+             y[n, o] = b[o] + sum_i x[n, i] * w[o, i]
+    M, N, K  a matrix product C = A @ B, A (M, K), B (K, N): C[m, n] = sum_k A[m, k] * B[k, n]
+  rnn (one time step of a cell; PyTorch's layouts and gate order)
+    B, b     rows of the batch (the biases are always b_ih and b_hh)
+    I        input size;   H, j  hidden size and a hidden unit
+    G        gates: 1 (tanh-RNN), 4 (LSTM: i, f, g, o) or 3 (GRU: r, z, n), stacked in G*H rows
+             x (B, I); h, c (B, H) before the step, h_new, c_new after it; w_ih (G*H, I),
+             w_hh (G*H, H), b_ih, b_hh (G*H,); a (B, G*H) the pre-activations (a_i, a_f, ...);
+             the GRU keeps gi = x w_ih^T + b_ih and gh = h w_hh^T + b_hh apart (gi_r, gh_n, ...)
+    T, t     a sequence of T steps, step t (x_t, h_t); a sequence array is (T, B, I)
+  softmax (the decoder's last step)
+    R, L     the input seen as R rows of length L, the softmax axis moved last
+    m        the maximum of a row; y = softmax(x) or log_softmax(x), the forward's output
+    N, V     logits (N, V): N rows (a decoder's B sentences of T steps, flattened), V words
+    M        the rows whose target is kept (targets (N,), != ignore_index)
+  every op
+    dX       dL/dX, the gradient of the loss L with respect to the array X: dy, dw, dh_new, ...
 """
 
 from __future__ import annotations
@@ -30,7 +97,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels._backend import FAMILIES, Backend
+from kernels._ops import FAMILIES, Ops
 
 # Numba's parallel loops run on an OpenMP thread pool, NumPy's matmuls on OpenBLAS's own pool.
 # By default idle OpenMP threads spin for a while before sleeping, and so do OpenBLAS's: when a
@@ -45,7 +112,7 @@ from kernels._backend import FAMILIES, Backend
 # set here, before any kernel runs; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["Backend", "FAMILIES", "available", "get", "why_unavailable", "BACKENDS"]
+__all__ = ["Ops", "FAMILIES", "available", "get", "why_unavailable", "BACKENDS"]
 
 
 @dataclass(frozen=True)
@@ -157,8 +224,8 @@ def available() -> list[str]:
     return [name for name in BACKENDS if why_unavailable(name) is None]
 
 
-def get(name: str = "numpy", **versions: str) -> Backend:
-    """The backend `name`, with an optional version chosen per op folder (e.g. conv2d="loop")."""
+def get(name: str = "numpy", **versions: str) -> Ops:
+    """The ops of backend `name`, a version chosen per op folder if given (conv2d="naive")."""
     reason = why_unavailable(name)
     if reason is not None:
         raise ValueError(f"backend {name!r} is not available: {reason}")
@@ -167,4 +234,4 @@ def get(name: str = "numpy", **versions: str) -> Backend:
             raise ValueError(f"{family}: not an op folder; choose from {sorted(FAMILIES)}")
     spec = BACKENDS[name]
     tables = {family: spec.version_table(family) for family in FAMILIES}
-    return Backend(name, tables, spec.array_types(), versions)
+    return Ops(name, tables, spec.array_types(), versions)

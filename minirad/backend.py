@@ -30,7 +30,7 @@ import kernels
 
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
-_active: kernels.Backend | None = None
+_active: kernels.Ops | None = None
 
 
 def resolve(name: str) -> str:
@@ -43,7 +43,7 @@ def resolve(name: str) -> str:
     return "numpy"
 
 
-def active() -> kernels.Backend:
+def active() -> kernels.Ops:
     """The kernels the engine calls now (chosen from MINIRAD_BACKEND on first use)."""
     global _active
     if _active is None:
@@ -54,10 +54,10 @@ def active() -> kernels.Backend:
 class _Switch:
     """Returned by use_backend: the switch is already made; `with` restores the previous one."""
 
-    def __init__(self, previous: kernels.Backend | None):
+    def __init__(self, previous: kernels.Ops | None):
         self._previous = previous
 
-    def __enter__(self) -> kernels.Backend:
+    def __enter__(self) -> kernels.Ops:
         return active()
 
     def __exit__(self, *exc) -> None:

@@ -6,7 +6,7 @@ switching the backend switches every layer at once. Each call remembers the back
 forward, and its backward runs on the same one: a switch between a forward and its backward
 pass does not mix two backends in one gradient (nor hand one backend's cache to another). Shapes
 are the kernel contract's
-(kernels/_backend.py): images NCHW, conv weight (K, C, R, S), linear weight (out, in), cells in
+(kernels/_ops.py): images NCHW, conv weight (K, C, R, S), linear weight (out, in), cells in
 PyTorch's layout and gate order.
 """
 

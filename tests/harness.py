@@ -41,7 +41,7 @@ class Impl:
     dtype: Any
 
     @property
-    def ops(self) -> kernels.Backend:
+    def ops(self) -> kernels.Ops:
         return _backend(self.backend, self.family, self.version)
 
     @property
@@ -83,12 +83,12 @@ def _put(backend: str, arrays):
 
 
 @functools.cache
-def _backend(name: str, family: str, version: str) -> kernels.Backend:
+def _backend(name: str, family: str, version: str) -> kernels.Ops:
     return kernels.get(name, **{family: version})
 
 
 @functools.cache
-def reference() -> kernels.Backend:
+def reference() -> kernels.Ops:
     """The specification: the numpy backend with its default versions."""
     return kernels.get("numpy")
 
@@ -130,7 +130,7 @@ def block_widths(impl: Impl) -> dict[str, tuple[int, ...]]:
     Read from the kernels' own constants, so a retuned constant moves the tested edges with it:
       numba conv2d blocked   TILE output channels per register tile (and input channels, which
                              the backward's flipped kernel turns into output channels)
-      numba linear tiled     ROW_BLOCK rows of the left operand per task, COL_BLOCK rows of the
+      numba linear blocked   ROW_BLOCK rows of the left operand per task, COL_BLOCK rows of the
                              right one per cache block (dw's left operand is dy.T: out rows)
       cuda / CUDA C          TILE x TILE thread blocks of the 2-D products; THREADS(_1D) threads
                              of 1-D grids and of the block reductions (one block per row or per
@@ -144,7 +144,7 @@ def block_widths(impl: Impl) -> dict[str, tuple[int, ...]]:
         rows, cols = linear_cpu.ROW_BLOCK, linear_cpu.COL_BLOCK
         return {
             ("numba", "conv2d", "blocked"): {"channels": (conv_cpu.TILE,)},
-            ("numba", "linear", "tiled"): {"N": (rows,), "n_in": (cols,), "n_out": (rows, cols)},
+            ("numba", "linear", "blocked"): {"N": (rows,), "n_in": (cols,), "n_out": (rows, cols)},
         }.get(key, {})
     if impl.backend == "cuda":
         from kernels.runtime.numba_cuda import THREADS_1D, TILE

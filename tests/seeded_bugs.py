@@ -31,13 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # property tests (GPU_TESTS), which is where such a bug is caught when no GPU exists.
 MUTATIONS = [
     (
-        "conv loop dx sign",
+        "conv naive dx sign",
         "kernels/conv2d/reference.py",
         "dx_pad[n, :, rows, cols] += dy",
         "dx_pad[n, :, rows, cols] -= dy",
     ),
     (
-        "conv loop dw window row",
+        "conv naive dw window row",
         "kernels/conv2d/reference.py",
         "rows = slice(p * sh, p * sh + R)",
         "rows = slice(p * sw, p * sw + R)",
@@ -187,7 +187,7 @@ MUTATIONS = [
     # Bugs that only show beyond one block or tile (an independent mutation run: the drawn
     # shapes fitted in one tile, so these passed everything; tests/shapes.py "Block edges").
     (
-        "numba linear tiled: row block ends a row early",
+        "numba linear blocked: row block ends a row early",
         "kernels/linear/numba_cpu.py",
         "min((block + 1) * ROW_BLOCK, M)",
         "min((block + 1) * ROW_BLOCK - 1, M)",

@@ -2,7 +2,7 @@
 
 These hold by the mathematics alone, so they catch a bug shared by a kernel *and* the reference:
 softmax rows sum to 1; log_softmax is the log of softmax; a max-pool output is an element of its
-window and its gradient goes only to the argmax; convolution is linear in x and in w; the loop
+window and its gradient goes only to the argmax; convolution is linear in x and in w; the naive
 and im2col references agree; cross-entropy over only-ignored rows is 0.
 """
 
@@ -94,20 +94,20 @@ def test_conv2d_is_linear_in_x_and_in_w(impl: Impl, case):
 
 @FEW
 @given(case=conv_cases())
-def test_conv2d_loop_and_im2col_references_agree(case):
+def test_conv2d_naive_and_im2col_references_agree(case):
     x, w, b, dy = case.arrays(np.float64)
-    loop, im2col = kernels.get("numpy", conv2d="loop"), kernels.get("numpy", conv2d="im2col")
-    where = f"conv2d loop vs im2col {case}"
+    naive, im2col = kernels.get("numpy", conv2d="naive"), kernels.get("numpy", conv2d="im2col")
+    where = f"conv2d naive vs im2col {case}"
     tol = (1e-12, 1.0)
     assert_close(
-        loop.conv2d_forward(x, w, b, case.stride, case.padding),
+        naive.conv2d_forward(x, w, b, case.stride, case.padding),
         im2col.conv2d_forward(x, w, b, case.stride, case.padding),
         tol,
         where,
     )
     for name, g1, g2 in zip(
         ["dx", "dw", "db"],
-        loop.conv2d_backward(dy, x, w, case.stride, case.padding),
+        naive.conv2d_backward(dy, x, w, case.stride, case.padding),
         im2col.conv2d_backward(dy, x, w, case.stride, case.padding),
         strict=True,
     ):

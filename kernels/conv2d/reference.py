@@ -14,7 +14,7 @@ Backward, given dy = dL/dy of shape (N, K, P, Q):
     dx = dx_pad without its padding border
 
 Versions:
-    loop    the formula as written: one loop per output element, a window sum inside. For
+    naive   the formula as written: one loop per output element, a window sum inside. For
             reading and for tiny inputs only (seconds for a 16x16 image).
     im2col  the default. Copy every receptive field into a column of a matrix ("image to
             columns"), then the whole convolution is one matrix product per image:
@@ -44,11 +44,11 @@ def _unpad(x_pad: np.ndarray, padding: Pair) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Version "loop": the formula, one output element at a time
+# Version "naive": the formula, one output element at a time
 # ----------------------------------------------------------------------------------------------
 
 
-def conv2d_forward_loop(x, w, b, stride: Pair, padding: Pair) -> np.ndarray:
+def conv2d_forward_naive(x, w, b, stride: Pair, padding: Pair) -> np.ndarray:
     N, C, H, W = x.shape
     K, _, R, S = w.shape
     sh, sw = stride
@@ -66,7 +66,7 @@ def conv2d_forward_loop(x, w, b, stride: Pair, padding: Pair) -> np.ndarray:
     return y
 
 
-def conv2d_backward_loop(dy, x, w, stride: Pair, padding: Pair):
+def conv2d_backward_naive(dy, x, w, stride: Pair, padding: Pair):
     N, C, H, W = x.shape
     K, _, R, S = w.shape
     sh, sw = stride
@@ -148,7 +148,7 @@ def conv2d_backward_im2col(dy, x, w, stride: Pair, padding: Pair):
 
 
 VERSIONS = {
-    "loop": {"conv2d_forward": conv2d_forward_loop, "conv2d_backward": conv2d_backward_loop},
+    "naive": {"conv2d_forward": conv2d_forward_naive, "conv2d_backward": conv2d_backward_naive},
     "im2col": {"conv2d_forward": conv2d_forward_im2col, "conv2d_backward": conv2d_backward_im2col},
 }
 DEFAULT_VERSION = "im2col"

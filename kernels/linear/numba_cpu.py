@@ -5,15 +5,15 @@ Shapes:  x (N, in)   w (out, in)   b (out,) or None   y, dy (N, out)
     y  = x @ w.T + b        dx = dy @ w        dw = dy.T @ x        db = sum_n dy[n]
 
 Versions:
-    naive  the three loops of the definition, compiled. Each y[n, o] is a dot product of a row
-           of x with a row of w: both rows are contiguous, so the inner loop streams memory.
-    tiled  the same dot products, cache-blocked and spread over the cores: each thread takes a
-           block of rows of x and walks the rows of w in blocks that stay in L1/L2 while they
-           are reused for every row of its x block. This is the first step of every fast GEMM
-           (the next ones, register blocking and packed panels, are what BLAS adds).
-    blas   the default: the products by the machine's BLAS (NumPy's matmul) — a decade of
-           hand-tuned assembly that no readable kernel matches at these sizes — and only the
-           bias add and the bias gradient as compiled loops.
+    naive    the three loops of the definition, compiled. Each y[n, o] is a dot product of a
+             row of x with a row of w: both rows are contiguous, so the inner loop streams memory.
+    blocked  the same dot products, cache-blocked and spread over the cores: each thread takes
+             a block of rows of x and walks the rows of w in blocks that stay in L1/L2 while
+             they are reused for every row of its x block. This is the first step of every fast
+             GEMM (the next ones, register blocking and packed panels, are what BLAS adds).
+    blas     the default: the products by the machine's BLAS (NumPy's matmul) — a decade of
+             hand-tuned assembly that no readable kernel matches at these sizes — and only the
+             bias add and the bias gradient as compiled loops.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-# Rows of x per thread task and rows of w per cache block in the `tiled` version: a block of
+# Rows of x per thread task and rows of w per cache block in the `blocked` version: a block of
 # 64 rows of w at in <= 512 float32 is <= 128 KB, about an L2 cache.
 ROW_BLOCK = 16
 COL_BLOCK = 64
@@ -72,12 +72,12 @@ def linear_backward_naive(dy, x, w):
 
 
 # ----------------------------------------------------------------------------------------------
-# tiled: cache blocks, parallel over row blocks of the output
+# blocked: cache blocks, parallel over row blocks of the output
 # ----------------------------------------------------------------------------------------------
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _matmul_nt_tiled(a, b, out):
+def _matmul_nt_blocked(a, b, out):
     """out = a @ b.T, a (M, K), b (J, K): blocks of ROW_BLOCK rows of a per task."""
     M, K = a.shape
     J = b.shape[0]
@@ -95,12 +95,12 @@ def _matmul_nt_tiled(a, b, out):
                     out[i, j] = total
 
 
-def linear_forward_tiled(x, w, b):
-    return _forward_with(_matmul_nt_tiled, x, w, b)
+def linear_forward_blocked(x, w, b):
+    return _forward_with(_matmul_nt_blocked, x, w, b)
 
 
-def linear_backward_tiled(dy, x, w):
-    return _backward_with(_matmul_nt_tiled, dy, x, w)
+def linear_backward_blocked(dy, x, w):
+    return _backward_with(_matmul_nt_blocked, dy, x, w)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,7 +138,10 @@ def linear_backward_blas(dy, x, w):
 
 VERSIONS = {
     "naive": {"linear_forward": linear_forward_naive, "linear_backward": linear_backward_naive},
-    "tiled": {"linear_forward": linear_forward_tiled, "linear_backward": linear_backward_tiled},
+    "blocked": {
+        "linear_forward": linear_forward_blocked,
+        "linear_backward": linear_backward_blocked,
+    },
     "blas": {"linear_forward": linear_forward_blas, "linear_backward": linear_backward_blas},
 }
 DEFAULT_VERSION = "blas"

@@ -8,7 +8,7 @@ Backward:  dx = dy @ w               dx[n, i] = sum_o dy[n, o] * w[o, i]
            db = sum_n dy[n, :]
 
 Versions:
-    matmul  the only one: NumPy's matmul, which calls BLAS.
+    blas  the only one: NumPy's matmul, which calls the machine's BLAS.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def linear_forward_matmul(x, w, b) -> np.ndarray:
+def linear_forward_blas(x, w, b) -> np.ndarray:
     y = x @ w.T
     if b is not None:
         y += b
     return y
 
 
-def linear_backward_matmul(dy, x, w):
+def linear_backward_blas(dy, x, w):
     return dy @ w, dy.T @ x, dy.sum(axis=0)
 
 
 VERSIONS = {
-    "matmul": {"linear_forward": linear_forward_matmul, "linear_backward": linear_backward_matmul},
+    "blas": {"linear_forward": linear_forward_blas, "linear_backward": linear_backward_blas},
 }
-DEFAULT_VERSION = "matmul"
+DEFAULT_VERSION = "blas"

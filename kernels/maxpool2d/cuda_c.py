@@ -4,7 +4,7 @@ Shapes:  x (N, C, H, W)   y, argmax, dy (N, C, P, Q)   kernel (kh, kw), stride (
          padding (ph, pw) with ph <= kh // 2, pw <= kw // 2 (padding counts as -infinity).
 
     y[n, c, p, q]      = max_{r < kh, s < kw} x[n, c, p*sh + r - ph, q*sw + s - pw]
-    argmax[n, c, p, q] = i*W + j of that maximum (the first in window order on ties; NaN wins)
+    argmax[n, c, p, q] = h*W + w of that maximum (the first in window order on ties; NaN wins)
     dx[n, c, argmax[n, c, p, q]] += dy[n, c, p, q]
 
 Versions (the forward is the same one-thread-per-output scan in both):

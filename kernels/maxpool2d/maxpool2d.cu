@@ -1,7 +1,7 @@
 // maxpool2d.cu — 2-D max-pooling, forward and backward.
 //
 //   y[n, c, p, q]      = max_{r < kh, s < kw} x[n, c, p*sh + r - ph, q*sw + s - pw]
-//   argmax[n, c, p, q] = i*W + j of that maximum (the first in window order on ties; NaN wins:
+//   argmax[n, c, p, q] = h*W + w of that maximum (the first in window order on ties; NaN wins:
 //                        PyTorch's convention, so its return_indices output compares directly)
 //   dx[n, c, argmax[n, c, p, q]] += dy[n, c, p, q]
 //

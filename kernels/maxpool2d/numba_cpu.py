@@ -4,7 +4,7 @@ Shapes:  x (N, C, H, W)   y, argmax (N, C, P, Q)   kernel (kh, kw), stride (sh, 
          padding (ph, pw) with ph <= kh // 2, pw <= kw // 2 (padding counts as -infinity).
 
     y[n, c, p, q]      = max_{r < kh, s < kw} x[n, c, p*sh + r - ph, q*sw + s - pw]
-    argmax[n, c, p, q] = i*W + j of that maximum (the first in window order on ties)
+    argmax[n, c, p, q] = h*W + w of that maximum (the first in window order on ties)
     dx[n, c, argmax[n, c, p, q]] += dy[n, c, p, q]
 
 Versions:

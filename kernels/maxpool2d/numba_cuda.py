@@ -4,7 +4,7 @@ Shapes:  x (N, C, H, W)   y, argmax, dy (N, C, P, Q)   kernel (kh, kw), stride (
          padding (ph, pw) with ph <= kh // 2, pw <= kw // 2 (padding counts as -infinity).
 
     y[n, c, p, q]      = max_{r < kh, s < kw} x[n, c, p*sh + r - ph, q*sw + s - pw]
-    argmax[n, c, p, q] = i*W + j of that maximum (the first in window order on ties; NaN wins)
+    argmax[n, c, p, q] = h*W + w of that maximum (the first in window order on ties; NaN wins)
     dx[n, c, argmax[n, c, p, q]] += dy[n, c, p, q]
 
 The forward is the same in every version: one thread per output element scans its window.
@@ -15,8 +15,8 @@ The versions differ in how the backward routes each dy to the input that won its
             may add to one pixel: the atomics serialise there, and since float addition is not
             associative and the order of the atomics is whatever the hardware makes it, dx can
             differ in its last bits from one run to the next. dx must also be zeroed first.
-    gather  one thread per INPUT element (n, c, i, j) visits the few outputs whose window can
-            contain (i, j) and sums the dy of those whose argmax is its own index. Every dx
+    gather  one thread per INPUT element (n, c, h, w) visits the few outputs whose window can
+            contain (h, w) and sums the dy of those whose argmax is its own index. Every dx
             element is written once, by one thread, in a fixed order: no atomics, no zeroing, the
             same bits on every run. It reads ceil(kh/sh) * ceil(kw/sw) argmax entries per input
             (one, for the usual kernel = stride = 2).

@@ -6,7 +6,7 @@ Shapes:  x (N, C, H, W)   y, argmax (N, C, P, Q)   kernel (kh, kw), stride (sh, 
 
 Forward:
     y[n, c, p, q]      = max_{r < kh, s < kw} x[n, c, p*sh + r - ph, q*sw + s - pw]
-    argmax[n, c, p, q] = i*W + j, the flat index into the (H, W) plane of that maximum
+    argmax[n, c, p, q] = h*W + w, the flat index into the (H, W) plane of that maximum
                          (the first one in row-major window order on ties; PyTorch's
                          convention, so its `return_indices` output compares directly).
 
@@ -15,8 +15,8 @@ Backward: the maximum is the only input that moved the output, so the whole grad
 (`+=`: with stride < kernel one pixel can be the maximum of several windows.)
 
 Versions:
-    window  the only one: loop over the kh*kw offsets of the window, and for each offset compare
-            a whole (N, C, P, Q) grid at once against the running maximum.
+    vectorised  the only one: loop over the kh*kw offsets of the window, and for each offset
+                compare a whole (N, C, P, Q) grid at once against the running maximum.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from kernels._check import Pair, pool2d_output_size
 
 
-def maxpool2d_forward_window(x, kernel: Pair, stride: Pair, padding: Pair):
+def maxpool2d_forward_vectorised(x, kernel: Pair, stride: Pair, padding: Pair):
     N, C, H, W = x.shape
     kh, kw = kernel
     sh, sw = stride
@@ -48,7 +48,7 @@ def maxpool2d_forward_window(x, kernel: Pair, stride: Pair, padding: Pair):
     return best, argmax
 
 
-def maxpool2d_backward_window(dy, argmax, x_shape, kernel: Pair, stride: Pair, padding: Pair):
+def maxpool2d_backward_vectorised(dy, argmax, x_shape, kernel: Pair, stride: Pair, padding: Pair):
     N, C, H, W = x_shape
     dx = np.zeros((N * C, H * W), dtype=dy.dtype)
     planes = np.arange(N * C)[:, None]
@@ -58,9 +58,9 @@ def maxpool2d_backward_window(dy, argmax, x_shape, kernel: Pair, stride: Pair, p
 
 
 VERSIONS = {
-    "window": {
-        "maxpool2d_forward": maxpool2d_forward_window,
-        "maxpool2d_backward": maxpool2d_backward_window,
+    "vectorised": {
+        "maxpool2d_forward": maxpool2d_forward_vectorised,
+        "maxpool2d_backward": maxpool2d_backward_vectorised,
     },
 }
-DEFAULT_VERSION = "window"
+DEFAULT_VERSION = "vectorised"

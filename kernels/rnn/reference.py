@@ -25,7 +25,7 @@ Backward of every cell has the same two halves:
      (da_x = da_h = da except in the GRU, where r multiplies the hidden part of n).
 
 Versions:
-    gates  the only one: whole-batch matrix products plus vectorised gate arithmetic.
+    vectorised  the only one: whole-batch matrix products plus vectorised gate arithmetic.
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ def _weight_grads(da_x, da_h, x, h, w_ih, w_hh):
 # ----------------------------------------------------------------------------------------------
 
 
-def rnn_tanh_cell_forward_gates(x, h, w_ih, w_hh, b_ih, b_hh) -> np.ndarray:
+def rnn_tanh_cell_forward_vectorised(x, h, w_ih, w_hh, b_ih, b_hh) -> np.ndarray:
     return np.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)
 
 
-def rnn_tanh_cell_backward_gates(dh_new, x, h, w_ih, w_hh, h_new):
+def rnn_tanh_cell_backward_vectorised(dh_new, x, h, w_ih, w_hh, h_new):
     da = dh_new * (1 - h_new * h_new)
     return _weight_grads(da, da, x, h, w_ih, w_hh)
 
@@ -67,7 +67,7 @@ def rnn_tanh_cell_backward_gates(dh_new, x, h, w_ih, w_hh, h_new):
 # ----------------------------------------------------------------------------------------------
 
 
-def lstm_cell_forward_gates(x, h, c, w_ih, w_hh, b_ih, b_hh):
+def lstm_cell_forward_vectorised(x, h, c, w_ih, w_hh, b_ih, b_hh):
     H = h.shape[1]
     a = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh  # (B, 4H)
     gates = np.empty_like(a)
@@ -81,7 +81,7 @@ def lstm_cell_forward_gates(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return h_new, c_new, LSTMCache(x, h, c, w_ih, w_hh, gates, tanh_c_new)
 
 
-def lstm_cell_backward_gates(dh_new, dc_new, cache: LSTMCache):
+def lstm_cell_backward_vectorised(dh_new, dc_new, cache: LSTMCache):
     x, h, c, w_ih, w_hh, gates, tanh_c_new = cache
     i, f, g, o = np.split(gates, 4, axis=1)
     # c_new reaches the loss directly (dc_new) and through h_new = o * tanh(c_new).
@@ -105,7 +105,7 @@ def lstm_cell_backward_gates(dh_new, dc_new, cache: LSTMCache):
 # ----------------------------------------------------------------------------------------------
 
 
-def gru_cell_forward_gates(x, h, w_ih, w_hh, b_ih, b_hh):
+def gru_cell_forward_vectorised(x, h, w_ih, w_hh, b_ih, b_hh):
     gi_r, gi_z, gi_n = np.split(x @ w_ih.T + b_ih, 3, axis=1)
     gh_r, gh_z, hn = np.split(h @ w_hh.T + b_hh, 3, axis=1)
     r = sigmoid(gi_r + gh_r)
@@ -116,7 +116,7 @@ def gru_cell_forward_gates(x, h, w_ih, w_hh, b_ih, b_hh):
     return h_new, GRUCache(x, h, w_ih, w_hh, gates, hn)
 
 
-def gru_cell_backward_gates(dh_new, cache: GRUCache):
+def gru_cell_backward_vectorised(dh_new, cache: GRUCache):
     x, h, w_ih, w_hh, gates, hn = cache
     r, z, n = np.split(gates, 3, axis=1)
     da_n = dh_new * (1 - z) * (1 - n * n)  # gradient of n's pre-activation
@@ -130,13 +130,13 @@ def gru_cell_backward_gates(dh_new, cache: GRUCache):
 
 
 VERSIONS = {
-    "gates": {
-        "rnn_tanh_cell_forward": rnn_tanh_cell_forward_gates,
-        "rnn_tanh_cell_backward": rnn_tanh_cell_backward_gates,
-        "lstm_cell_forward": lstm_cell_forward_gates,
-        "lstm_cell_backward": lstm_cell_backward_gates,
-        "gru_cell_forward": gru_cell_forward_gates,
-        "gru_cell_backward": gru_cell_backward_gates,
+    "vectorised": {
+        "rnn_tanh_cell_forward": rnn_tanh_cell_forward_vectorised,
+        "rnn_tanh_cell_backward": rnn_tanh_cell_backward_vectorised,
+        "lstm_cell_forward": lstm_cell_forward_vectorised,
+        "lstm_cell_backward": lstm_cell_backward_vectorised,
+        "gru_cell_forward": gru_cell_forward_vectorised,
+        "gru_cell_backward": gru_cell_backward_vectorised,
     },
 }
-DEFAULT_VERSION = "gates"
+DEFAULT_VERSION = "vectorised"

@@ -11,16 +11,18 @@ Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last by rows.
                     dlogits = (softmax(x) - onehot(target)) / M on kept rows, 0 on ignored rows
 
 Versions:
-    naive  the formulas row by row, one thread, each quantity in its own loop (exp computed
-           twice per element in softmax: once for the sum, once for the output).
-    fused  rows spread over the cores (`prange`), and every row done in as few passes over
-           memory as the maths allows: a max pass, one pass that computes exp once, stores it in
-           the output and sums it, and a scaling pass. The cross-entropy kernel computes the loss
-           and the gradient in that same walk, so the probabilities are never stored separately
-           and the softmax Jacobian is never formed. Scalar exp dominates the cost here (Numba
-           has no vector math library on this machine), so halving the exps matters more than
-           the passes; an "online" one-pass softmax (running max and rescaled sum) would need two
-           exps per element and is slower on a CPU, whatever it saves on a GPU.
+    naive     the formulas row by row, one thread, each quantity in its own loop (exp computed
+              twice per element in softmax: once for the sum, once for the output).
+    parallel  the default: the same row loops with the rows spread over the cores (`prange`), and
+              exp computed once per element: a max pass, one pass that stores exp(x - m) in the
+              output and sums it, and a scaling pass. The cross-entropy kernel computes the loss and
+              the gradient in that same walk, so the probabilities are never stored separately and
+              the softmax Jacobian is never formed. Sums and scales stay in the input's dtype (a
+              float literal such as 0.0 would promote float32 arithmetic to float64). Scalar exp
+              dominates the cost here (Numba has no vector math library on this machine), so halving
+              the exps matters more than the passes; an "online" one-pass softmax (running max and
+              rescaled sum) would need two exps per element and is slower on a CPU, whatever it
+              saves on a GPU.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def _cross_entropy_naive(logits, targets, ignore_index, dlogits, row_loss):
 
 
 # ----------------------------------------------------------------------------------------------
-# fused: parallel rows, exp once per element
+# parallel: rows over the cores, exp once per element
 # ----------------------------------------------------------------------------------------------
 
 
@@ -105,8 +107,8 @@ def _row_max(row):
 
 @njit(cache=True, inline="always")
 def _exp_shifted_into(row, m, out_row):
-    """out_row = exp(row - m); returns its sum (accumulated in float64)."""
-    total = 0.0
+    """out_row = exp(row - m); returns its sum (accumulated in row's dtype)."""
+    total = row.dtype.type(0)
     for j in range(row.shape[0]):
         e = np.exp(row[j] - m)
         out_row[j] = e
@@ -115,26 +117,28 @@ def _exp_shifted_into(row, m, out_row):
 
 
 @njit(cache=True, parallel=True)
-def _softmax_rows_fused(x, out, log):
+def _softmax_rows_parallel(x, out, log):
+    zero, one = x.dtype.type(0), x.dtype.type(1)
     for r in prange(x.shape[0]):
         m = _row_max(x[r])
         if log:
-            total = 0.0
+            total = zero
             for j in range(x.shape[1]):
                 total += np.exp(x[r, j] - m)
             shift = m + np.log(total)
             for j in range(x.shape[1]):
                 out[r, j] = x[r, j] - shift
         else:
-            scale = 1.0 / _exp_shifted_into(x[r], m, out[r])
+            scale = one / _exp_shifted_into(x[r], m, out[r])
             for j in range(x.shape[1]):
                 out[r, j] *= scale
 
 
 @njit(cache=True, parallel=True)
-def _softmax_backward_rows_fused(dy, y, out, log):
+def _softmax_backward_rows_parallel(dy, y, out, log):
+    zero = y.dtype.type(0)
     for r in prange(y.shape[0]):
-        total = 0.0
+        total = zero
         for j in range(y.shape[1]):
             total += dy[r, j] if log else dy[r, j] * y[r, j]
         for j in range(y.shape[1]):
@@ -145,12 +149,13 @@ def _softmax_backward_rows_fused(dy, y, out, log):
 
 
 @njit(cache=True, parallel=True)
-def _cross_entropy_fused(logits, targets, ignore_index, dlogits, row_loss):
+def _cross_entropy_parallel(logits, targets, ignore_index, dlogits, row_loss):
     N, V = logits.shape
     kept = 0
     for n in range(N):
         if targets[n] != ignore_index:
             kept += 1
+    one, M = logits.dtype.type(1), logits.dtype.type(kept)  # an int M would promote to float64
     for n in prange(N):
         if targets[n] == ignore_index or kept == 0:
             dlogits[n, :] = 0.0
@@ -159,10 +164,10 @@ def _cross_entropy_fused(logits, targets, ignore_index, dlogits, row_loss):
         m = _row_max(logits[n])
         total = _exp_shifted_into(logits[n], m, dlogits[n])  # dlogits[n] = exp(x - m)
         row_loss[n] = m + np.log(total) - logits[n, targets[n]]
-        scale = 1.0 / (total * kept)
+        scale = one / (total * M)
         for j in range(V):
             dlogits[n, j] *= scale  # softmax / M
-        dlogits[n, targets[n]] -= 1.0 / kept
+        dlogits[n, targets[n]] -= one / M
     return kept
 
 
@@ -214,6 +219,8 @@ def _version(rows, backward_rows, cross_entropy):
 
 VERSIONS = {
     "naive": _version(_softmax_rows_naive, _softmax_backward_rows_naive, _cross_entropy_naive),
-    "fused": _version(_softmax_rows_fused, _softmax_backward_rows_fused, _cross_entropy_fused),
+    "parallel": _version(
+        _softmax_rows_parallel, _softmax_backward_rows_parallel, _cross_entropy_parallel
+    ),
 }
-DEFAULT_VERSION = "fused"
+DEFAULT_VERSION = "parallel"

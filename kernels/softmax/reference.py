@@ -17,7 +17,7 @@ If M = 0 the loss is 0 with a zero gradient (PyTorch returns nan; a batch of pad
 not poison training).
 
 Versions:
-    stable  the only one: the max-shifted formulas above, vectorised over all rows.
+    vectorised  the only one: the max-shifted formulas above, vectorised over all rows.
 """
 
 from __future__ import annotations
@@ -25,28 +25,28 @@ from __future__ import annotations
 import numpy as np
 
 
-def softmax_stable(x: np.ndarray, axis: int) -> np.ndarray:
+def softmax_vectorised(x: np.ndarray, axis: int) -> np.ndarray:
     shifted = x - x.max(axis=axis, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def log_softmax_stable(x: np.ndarray, axis: int) -> np.ndarray:
+def log_softmax_vectorised(x: np.ndarray, axis: int) -> np.ndarray:
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def softmax_backward_stable(dy: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+def softmax_backward_vectorised(dy: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
 
 
-def log_softmax_backward_stable(dy: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+def log_softmax_backward_vectorised(dy: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
     return dy - np.exp(y) * dy.sum(axis=axis, keepdims=True)
 
 
-def softmax_cross_entropy_stable(logits: np.ndarray, targets: np.ndarray, ignore_index: int):
+def softmax_cross_entropy_vectorised(logits: np.ndarray, targets: np.ndarray, ignore_index: int):
     N, V = logits.shape
-    log_p = log_softmax_stable(logits, axis=1)
+    log_p = log_softmax_vectorised(logits, axis=1)
     kept = targets != ignore_index
     M = int(kept.sum())
     rows = np.arange(N)[kept]
@@ -62,12 +62,12 @@ def softmax_cross_entropy_stable(logits: np.ndarray, targets: np.ndarray, ignore
 
 
 VERSIONS = {
-    "stable": {
-        "softmax": softmax_stable,
-        "softmax_backward": softmax_backward_stable,
-        "log_softmax": log_softmax_stable,
-        "log_softmax_backward": log_softmax_backward_stable,
-        "softmax_cross_entropy": softmax_cross_entropy_stable,
+    "vectorised": {
+        "softmax": softmax_vectorised,
+        "softmax_backward": softmax_backward_vectorised,
+        "log_softmax": log_softmax_vectorised,
+        "log_softmax_backward": log_softmax_backward_vectorised,
+        "softmax_cross_entropy": softmax_cross_entropy_vectorised,
     },
 }
-DEFAULT_VERSION = "stable"
+DEFAULT_VERSION = "vectorised"

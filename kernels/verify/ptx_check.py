@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kernels._backend import FAMILIES
+from kernels._ops import FAMILIES
 from kernels.verify.smoke import exercise_every_op
 
 # -- step 1: under the simulator ----------------------------------------------------------------

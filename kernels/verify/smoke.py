@@ -34,7 +34,7 @@ def exercise_every_op(backend: str, dtypes=(np.float32, np.float64)) -> dict[str
     return seconds
 
 
-def exercise(ops: kernels.Backend, family: str, a: Callable[..., np.ndarray]) -> None:
+def exercise(ops: kernels.Ops, family: str, a: Callable[..., np.ndarray]) -> None:
     """One forward and one backward of every op in `family`, arrays made by a(*shape)."""
     if family == "conv2d":
         x, w = a(1, 2, 5, 5), a(2, 2, 3, 3)

@@ -1,11 +1,14 @@
-"""The `Backend` object that `kernels.get(name)` returns: every op of the contract, validated.
+"""The `Ops` object that `kernels.get(name)` returns: every op of the contract, validated.
 
-A backend is assembled from one file per op folder (``kernels/<op>/<file>.py``). Each such file
-declares the versions it holds and which one is the default::
+A backend (a named way to run: "numpy", "numba", ...; see `kernels.BACKENDS`) is assembled from
+one file per op folder (``kernels/<op>/<file>.py``). Each such file declares the versions it
+holds and which one is the default::
 
-    VERSIONS = {"loop": {"conv2d_forward": ..., "conv2d_backward": ...},
+    VERSIONS = {"naive": {"conv2d_forward": ..., "conv2d_backward": ...},
                 "im2col": {"conv2d_forward": ..., "conv2d_backward": ...}}
     DEFAULT_VERSION = "im2col"
+
+(What each version name means, on every backend, is said once, in kernels/__init__.py.)
 
 (The CUDA C host files, shared by two runtimes, build that table with ``make_versions(runtime)``.)
 
@@ -47,7 +50,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 Array = Any  # numpy.ndarray on the CPU backends, a device array on the GPU ones
 
 
-class Backend:
+class Ops:
     """Every op of the kernel contract for one backend, with one chosen version per op folder.
 
     Attributes:
@@ -82,7 +85,7 @@ class Backend:
 
     def __repr__(self) -> str:
         chosen = ", ".join(f"{family}={v}" for family, v in self.version.items())
-        return f"<kernels backend {self.name!r}: {chosen}>"
+        return f"<kernels.Ops of backend {self.name!r}: {chosen}>"
 
     # -- convolution ---------------------------------------------------------------------------
 

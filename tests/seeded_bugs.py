@@ -283,8 +283,8 @@ def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, f
         # are tested). minirad itself is imported from the copy too, so PYTHONPATH is the copy.
         for folder in ("kernels", "minirad", "tests"):
             shutil.copytree(ROOT / folder, Path(tmp) / folder)
-        for name in ("pyproject.toml", "README.md"):
-            shutil.copy(ROOT / name, Path(tmp) / name)
+        for filename in ("pyproject.toml", "README.md"):
+            shutil.copy(ROOT / filename, Path(tmp) / filename)
         target = Path(tmp) / file
         source = target.read_text()
         if source.count(old) != 1:
@@ -301,7 +301,8 @@ def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, f
             # pytest exits 1 when tests failed. Anything else (2: collection error or
             # interrupted, 3/4: internal or usage error) means the suite never judged the
             # mutant: not a catch.
-            if result.returncode not in (0, 1):
+            # A tree that does not even import (a collection error) has not been judged.
+            if result.returncode not in (0, 1) or "during collection" in result.stdout:
                 lines = result.stdout.strip().splitlines() or result.stderr.strip().splitlines()
                 raise SystemExit(
                     f"{name}: the test run broke (exit {result.returncode}): {lines[-1:]}"

@@ -125,7 +125,7 @@ def build(contender: str, case: Case):
     rng = np.random.default_rng(0)
     if contender == "torch":
         return _build_torch(case.op, p, rng)
-    import kernels
+    from minirad import kernels
 
     ops = kernels.get(contender)
     if case.op in ("conv_fwd", "conv_fwd_bwd"):

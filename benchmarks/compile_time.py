@@ -23,8 +23,8 @@ import time
 CHILD = r"""
 import json, sys, time
 start = time.perf_counter()
-import kernels
-from kernels.verify.smoke import exercise_every_op
+from minirad import kernels
+from minirad.kernels.verify.smoke import exercise_every_op
 times = {"import": time.perf_counter() - start}
 times.update(exercise_every_op(sys.argv[1]))
 print(json.dumps(times))

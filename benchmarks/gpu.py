@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=20)
     args = parser.parse_args(argv)
 
-    import kernels
+    from minirad import kernels
 
     missing = {b: kernels.why_unavailable(b) for b in ("cuda", "cupy")}
     if all(missing.values()):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kernels.runtime.nvcc import ARCH, cuda_sources, nvcc_path, resources
+from minirad.kernels.runtime.nvcc import ARCH, cuda_sources, nvcc_path, resources
 
 OUT = Path(__file__).resolve().parent / "PTXAS.md"
 

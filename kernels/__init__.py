@@ -1,6 +1,9 @@
 """minirad's hand-written operations: arrays in, arrays out. No autograd, no models.
 
-    >>> import kernels
+The source folder is `kernels/` at the top of the repository (one folder per op, a lesson each);
+it is installed as `minirad.kernels`, so that minirad installs one top-level name only.
+
+    >>> from minirad import kernels
     >>> kernels.available()                       # backends that can run on this machine
     ['numpy', ...]
     >>> ops = kernels.get("numpy")                # an Ops: one method per op, here the reference
@@ -97,7 +100,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels._ops import FAMILIES, Ops
+from minirad.kernels._ops import FAMILIES, Ops
 
 # Numba's parallel loops run on an OpenMP thread pool, NumPy's matmuls on OpenBLAS's own pool.
 # By default idle OpenMP threads spin for a while before sleeping, and so do OpenBLAS's: when a
@@ -128,7 +131,7 @@ class BackendSpec:
 
     def version_table(self, family: str) -> tuple[dict, str]:
         """(VERSIONS, DEFAULT_VERSION) of this backend's file in op folder `family`."""
-        module = importlib.import_module(f"kernels.{family}.{self.file}")
+        module = importlib.import_module(f"minirad.kernels.{family}.{self.file}")
         if self.runtime is not None:
             return module.make_versions(self.runtime()), module.DEFAULT_VERSION
         return module.VERSIONS, module.DEFAULT_VERSION
@@ -151,13 +154,13 @@ def _numba_missing() -> str | None:
 
 
 def _cuda_arrays() -> tuple[type, ...]:
-    from kernels.runtime import numba_cuda
+    from minirad.kernels.runtime import numba_cuda
 
     return numba_cuda.array_types()
 
 
 def _cuda_missing() -> str | None:
-    from kernels.runtime import numba_cuda
+    from minirad.kernels.runtime import numba_cuda
 
     return numba_cuda.unavailable_reason()
 
@@ -169,25 +172,25 @@ def _cupy_arrays() -> tuple[type, ...]:
 
 
 def _cupy_missing() -> str | None:
-    from kernels.runtime import cupy_module
+    from minirad.kernels.runtime import cupy_module
 
     return cupy_module.unavailable_reason()
 
 
 def _emulation_missing() -> str | None:
-    from kernels.runtime import cuda_c_runtimes
+    from minirad.kernels.runtime import cuda_c_runtimes
 
     return cuda_c_runtimes.emulation_unavailable_reason()
 
 
 def _emulation_runtime():
-    from kernels.runtime import cuda_c_runtimes
+    from minirad.kernels.runtime import cuda_c_runtimes
 
     return cuda_c_runtimes.emulation()
 
 
 def _cupy_runtime():
-    from kernels.runtime import cuda_c_runtimes
+    from minirad.kernels.runtime import cuda_c_runtimes
 
     return cuda_c_runtimes.cupy_gpu()
 
@@ -205,7 +208,7 @@ def _missing_files(spec: BackendSpec) -> list[str]:
     return [
         f"kernels/{family}/{spec.file}.py"
         for family in FAMILIES
-        if importlib.util.find_spec(f"kernels.{family}.{spec.file}") is None
+        if importlib.util.find_spec(f"minirad.kernels.{family}.{spec.file}") is None
     ]
 
 

@@ -13,9 +13,9 @@ holds and which one is the default::
 (The CUDA C host files, shared by two runtimes, build that table with ``make_versions(runtime)``.)
 
 The methods below are the only door into a backend's arithmetic. Each one runs the contract
-check from `kernels._check` (validation and normalisation of int-or-pair arguments), then calls
-the chosen version with pairs for ``stride``/``padding``/``kernel``. So the shape rules exist once,
-and a kernel never sees an argument the contract has not accepted.
+check from `minirad.kernels._check` (validation and normalisation of int-or-pair arguments),
+then calls the chosen version with pairs for ``stride``/``padding``/``kernel``. So the shape
+rules exist once, and a kernel never sees an argument the contract has not accepted.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kernels import _check
+from minirad.kernels import _check
 
 # Op folder -> the functions each version in it must provide.
 FAMILIES: dict[str, tuple[str, ...]] = {

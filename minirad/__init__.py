@@ -1,6 +1,8 @@
 """minirad: deep learning from the inside, proved on chest-X-ray report writing.
 
-The hand-written kernels live in the sibling package `kernels`; this package builds on them.
+The hand-written kernels are `minirad.kernels`: the source folder `kernels/` beside this one,
+mapped to that name by pyproject.toml (`[tool.setuptools] package-dir`). Everything else here
+builds on them.
 """
 
 from importlib.metadata import PackageNotFoundError, version

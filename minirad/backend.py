@@ -26,7 +26,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-import kernels
+from minirad import kernels
 
 AUTO_ORDER = ("cupy", "numba", "numpy")
 

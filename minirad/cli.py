@@ -30,7 +30,7 @@ from minirad.errors import ArgumentError
 
 
 def _summary(_: argparse.Namespace) -> int:
-    import kernels
+    from minirad import kernels
 
     print(f"minirad {__version__}")
     print(f"kernel backends available here: {', '.join(kernels.available())}")

@@ -12,7 +12,7 @@ import platform
 import shutil
 import sys
 
-import kernels
+from minirad import kernels
 
 
 def _module_version(name: str) -> str:
@@ -42,7 +42,7 @@ def _blas() -> str:
 
 
 def _cuda_facts() -> list[tuple[str, str]]:
-    from kernels.runtime.numba_cuda import cuda, simulator_on
+    from minirad.kernels.runtime.numba_cuda import cuda, simulator_on
 
     # Let the cuda backend decide first: it switches the simulator on where no GPU driver
     # exists, which is only possible before numba.cuda is imported.

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-import kernels
+from minirad import kernels
 
 # Relative error allowed against the float64 reference, by the dtype the kernel computed in.
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
@@ -67,7 +67,7 @@ def _emulated(backend: str) -> bool:
     if backend == "cuda_c_cpu":
         return True
     if backend == "cuda":
-        from kernels.runtime.numba_cuda import simulator_on
+        from minirad.kernels.runtime.numba_cuda import simulator_on
 
         return simulator_on()
     return False
@@ -138,8 +138,8 @@ def block_widths(impl: Impl) -> dict[str, tuple[int, ...]]:
     """
     key = (impl.backend, impl.family, impl.version)
     if impl.backend == "numba":
-        from kernels.conv2d import numba_cpu as conv_cpu
-        from kernels.linear import numba_cpu as linear_cpu
+        from minirad.kernels.conv2d import numba_cpu as conv_cpu
+        from minirad.kernels.linear import numba_cpu as linear_cpu
 
         rows, cols = linear_cpu.ROW_BLOCK, linear_cpu.COL_BLOCK
         return {
@@ -147,14 +147,14 @@ def block_widths(impl: Impl) -> dict[str, tuple[int, ...]]:
             ("numba", "linear", "blocked"): {"N": (rows,), "n_in": (cols,), "n_out": (rows, cols)},
         }.get(key, {})
     if impl.backend == "cuda":
-        from kernels.runtime.numba_cuda import THREADS_1D, TILE
+        from minirad.kernels.runtime.numba_cuda import THREADS_1D, TILE
 
         return _gpu_block_widths(impl, TILE, THREADS_1D)
     if impl.backend in ("cupy", "cuda_c_cpu"):
-        from kernels.conv2d import cuda_c as conv_c
-        from kernels.linear import cuda_c as linear_c
-        from kernels.maxpool2d import cuda_c as pool_c
-        from kernels.softmax import cuda_c as softmax_c
+        from minirad.kernels.conv2d import cuda_c as conv_c
+        from minirad.kernels.linear import cuda_c as linear_c
+        from minirad.kernels.maxpool2d import cuda_c as pool_c
+        from minirad.kernels.softmax import cuda_c as softmax_c
 
         assert conv_c.TILE == linear_c.TILE and conv_c.THREADS == linear_c.THREADS
         assert pool_c.THREADS == softmax_c.THREADS == linear_c.THREADS

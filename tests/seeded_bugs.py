@@ -276,16 +276,29 @@ def selections(file: str) -> list[list[str]]:
     return [FIRST_TESTS.get(area(file), KERNEL_TESTS), ["tests"]]
 
 
+def copy_installed_layout(dest: Path) -> None:
+    """Copy the library into `dest` as it is installed: dest/minirad, with kernels/ copied to
+    dest/minirad/kernels (pyproject.toml maps the folder to minirad.kernels). With `dest` first
+    on the import path, `minirad.kernels` is the copy; in the source tree only the editable
+    install's finder knows where it is, and it would point back at the original. dest/kernels
+    is a link to the copy, for the tests that read a kernel's source file by its path."""
+    shutil.copytree(
+        ROOT / "minirad", dest / "minirad", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(ROOT / "kernels", dest / "minirad" / "kernels")
+    (dest / "kernels").symlink_to(Path("minirad") / "kernels", target_is_directory=True)
+
+
 def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, float]:
     """Apply one mutation to a copy of the tree; True if a test failed."""
     with tempfile.TemporaryDirectory() as tmp:
         # Everything the test suite reads: the sources, the tests, and the README (its examples
-        # are tested). minirad itself is imported from the copy too, so PYTHONPATH is the copy.
-        for folder in ("kernels", "minirad", "tests"):
-            shutil.copytree(ROOT / folder, Path(tmp) / folder)
+        # are tested). minirad itself is imported from the copy, so PYTHONPATH is the copy.
+        copy_installed_layout(Path(tmp))
+        shutil.copytree(ROOT / "tests", Path(tmp) / "tests")
         for filename in ("pyproject.toml", "README.md"):
             shutil.copy(ROOT / filename, Path(tmp) / filename)
-        target = Path(tmp) / file
+        target = Path(tmp) / file  # kernels/... resolves through the link into the copy
         source = target.read_text()
         if source.count(old) != 1:
             raise SystemExit(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kernels
-from minirad import backend
+from minirad import backend, kernels
 from minirad import functional as F
 from minirad.autograd import (
     Function,

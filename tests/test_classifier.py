@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import kernels
-from minirad import backend
+from minirad import backend, kernels
 from minirad.models import CNNClassifier
 from minirad.models.train_classifier import (
     evaluate_accuracy,

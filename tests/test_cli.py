@@ -20,7 +20,7 @@ def test_bare_command_prints_version_and_backends(capsys):
 
 
 def test_doctor_reports_versions_blas_and_every_backend(capsys):
-    import kernels
+    from minirad import kernels
 
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out

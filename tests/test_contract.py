@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pytest
 
-import kernels
-from kernels._check import GRUCache, LSTMCache
+from minirad import kernels
+from minirad.kernels._check import GRUCache, LSTMCache
 
 f64, f32 = np.float64, np.float32
 

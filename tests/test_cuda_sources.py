@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.runtime import cuda_c_cpu
-from kernels.runtime.nvcc import compile_ptx, cuda_sources, nvcc_path
+from minirad.kernels.runtime import cuda_c_cpu
+from minirad.kernels.runtime.nvcc import compile_ptx, cuda_sources, nvcc_path
 
 SOURCES = cuda_sources()
 

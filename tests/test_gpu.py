@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-import kernels
 from harness import DTYPES, Impl
+from minirad import kernels
 from shapes import CellCase, ConvCase, LinearCase, PoolCase, SoftmaxCase
 from test_kernels import (
     check_conv2d,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-import kernels
 from harness import Impl, assert_close, impls, to_numpy
+from minirad import kernels
 from shapes import conv_cases, pool_cases, softmax_cases
 
 FEW = settings(max_examples=25)

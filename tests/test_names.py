@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import kernels
+from minirad import kernels
 
 DOC = kernels.__doc__ or ""
 TABLE_START, TABLE_END = "    op folder  ", "    (* the default)"
@@ -47,7 +47,7 @@ def table() -> dict[tuple[str, str], tuple[tuple[str, ...], str]]:
 
 def file_versions(family: str, backend: str) -> tuple[tuple[str, ...], str]:
     """(the version names, the default) of backend's file in op folder `family`."""
-    module = importlib.import_module(f"kernels.{family}.{kernels.BACKENDS[backend].file}")
+    module = importlib.import_module(f"minirad.kernels.{family}.{kernels.BACKENDS[backend].file}")
     if hasattr(module, "make_versions"):  # the CUDA C host files build their table at run time
         versions = module.make_versions(SimpleNamespace(xp=np))
     else:

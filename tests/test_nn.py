@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kernels
-from minirad import backend, nn
+from minirad import backend, kernels, nn
 from minirad import functional as F
 from minirad.autograd import Tensor, concatenate, gradcheck
 from minirad.nn import checkpoint

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.runtime.numba_cuda import cuda, simulator_on
-from kernels.runtime.nvcc import nvcc_path
+from minirad.kernels.runtime.numba_cuda import cuda, simulator_on
+from minirad.kernels.runtime.nvcc import nvcc_path
 
 
 @pytest.fixture(scope="module")
 def compiled():
-    from kernels.verify.ptx_check import check
+    from minirad.kernels.verify.ptx_check import check
 
     cuda()  # the simulator where there is no GPU driver (chosen when the runtime was imported)
     if not simulator_on():

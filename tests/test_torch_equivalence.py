@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import kernels
-from minirad import backend, nn
+from minirad import backend, kernels, nn
 from minirad.autograd import Tensor, array_module, to_host
 
 torch = pytest.importorskip("torch")

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels._check import Pair, conv2d_output_size
-from kernels.runtime.cuda_c_runtimes import suffix
-from kernels.runtime.grids import Geometry, grid_1d, grid_2d
+from minirad.kernels._check import Pair, conv2d_output_size
+from minirad.kernels.runtime.cuda_c_runtimes import suffix
+from minirad.kernels.runtime.grids import Geometry, grid_1d, grid_2d
 
 SOURCE = Path(__file__).with_name("conv2d.cu")
 # Must equal the #defines of conv2d.cu: the tiled kernels' shared tiles are TILE x TILE and

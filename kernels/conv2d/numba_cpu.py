@@ -60,8 +60,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from kernels._check import Pair, conv2d_output_size
-from kernels.runtime.grids import ceil_div
+from minirad.kernels._check import Pair, conv2d_output_size
+from minirad.kernels.runtime.grids import ceil_div
 
 # LLVM may fuse a*b + c into one FMA and reorder a sum (so that a dot product vectorises), but
 # assumes nothing about NaN or inf: a non-finite input still reaches the output.

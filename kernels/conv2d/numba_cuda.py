@@ -50,8 +50,8 @@ the column matrices are unravelled into (n, c, h, w)-style indices with `unravel
 
 from __future__ import annotations
 
-from kernels._check import Pair, conv2d_output_size
-from kernels.runtime.numba_cuda import THREADS_1D, TILE, cuda, grid_1d, grid_2d, xp
+from minirad.kernels._check import Pair, conv2d_output_size
+from minirad.kernels.runtime.numba_cuda import THREADS_1D, TILE, cuda, grid_1d, grid_2d, xp
 
 numba_cuda = cuda()
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._check import Pair, conv2d_output_size
+from minirad.kernels._check import Pair, conv2d_output_size
 
 
 def _pad(x: np.ndarray, padding: Pair) -> np.ndarray:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.runtime.cuda_c_runtimes import suffix
-from kernels.runtime.grids import grid_1d, grid_2d
+from minirad.kernels.runtime.cuda_c_runtimes import suffix
+from minirad.kernels.runtime.grids import grid_1d, grid_2d
 
 SOURCE = Path(__file__).with_name("linear.cu")
 TILE = 16  # must equal TILE in linear.cu: the tiled kernel's block is TILE x TILE threads

@@ -21,7 +21,7 @@ Launch geometry (TILE, block sizes) comes from kernels/runtime/numba_cuda.py.
 
 from __future__ import annotations
 
-from kernels.runtime.numba_cuda import TILE, cuda, grid_1d, grid_2d, xp
+from minirad.kernels.runtime.numba_cuda import TILE, cuda, grid_1d, grid_2d, xp
 
 numba_cuda = cuda()
 

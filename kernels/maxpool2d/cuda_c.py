@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels._check import Pair, pool2d_output_size
-from kernels.runtime.cuda_c_runtimes import suffix
-from kernels.runtime.grids import grid_1d
+from minirad.kernels._check import Pair, pool2d_output_size
+from minirad.kernels.runtime.cuda_c_runtimes import suffix
+from minirad.kernels.runtime.grids import grid_1d
 
 SOURCE = Path(__file__).with_name("maxpool2d.cu")
 THREADS = 256  # threads per block: every kernel here is one thread per element, 1-D grid

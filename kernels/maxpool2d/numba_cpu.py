@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels._check import Pair, pool2d_output_size
+from minirad.kernels._check import Pair, pool2d_output_size
 
 
 @njit(cache=True, inline="always")

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import math
 
-from kernels._check import Pair, pool2d_output_size
-from kernels.runtime.numba_cuda import cuda, grid_1d, xp
+from minirad.kernels._check import Pair, pool2d_output_size
+from minirad.kernels.runtime.numba_cuda import cuda, grid_1d, xp
 
 numba_cuda = cuda()
 

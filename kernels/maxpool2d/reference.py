@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._check import Pair, pool2d_output_size
+from minirad.kernels._check import Pair, pool2d_output_size
 
 
 def maxpool2d_forward_vectorised(x, kernel: Pair, stride: Pair, padding: Pair):

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.linear.cuda_c import THREADS, add_bias, column_sums, matmul
-from kernels.rnn import device_host
-from kernels.runtime.cuda_c_runtimes import suffix
-from kernels.runtime.grids import grid_1d
+from minirad.kernels.linear.cuda_c import THREADS, add_bias, column_sums, matmul
+from minirad.kernels.rnn import device_host
+from minirad.kernels.runtime.cuda_c_runtimes import suffix
+from minirad.kernels.runtime.grids import grid_1d
 
 SOURCE = Path(__file__).with_name("rnn.cu")
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from kernels._check import GRUCache, LSTMCache
+from minirad.kernels._check import GRUCache, LSTMCache
 
 Array = Any  # numpy.ndarray in the emulators, a cupy.ndarray on a GPU
 

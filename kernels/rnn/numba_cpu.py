@@ -73,7 +73,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from kernels._check import GRUCache, LSTMCache
+from minirad.kernels._check import GRUCache, LSTMCache
 
 # ----------------------------------------------------------------------------------------------
 # Activations

@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import math
 
-from kernels.linear.numba_cuda import add_bias, column_sums, matmul
-from kernels.rnn.device_host import CellDevice, make_versions
-from kernels.runtime.numba_cuda import cuda, grid_1d, xp
+from minirad.kernels.linear.numba_cuda import add_bias, column_sums, matmul
+from minirad.kernels.rnn.device_host import CellDevice, make_versions
+from minirad.kernels.runtime.numba_cuda import cuda, grid_1d, xp
 
 numba_cuda = cuda()
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels._check import GRUCache, LSTMCache
+from minirad.kernels._check import GRUCache, LSTMCache
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.runtime.grids import dim3
+from minirad.kernels.runtime.grids import dim3
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
 CXX_FLAGS = ("-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w")

@@ -33,13 +33,13 @@ class CudaCRuntime:
 
 
 def emulation() -> CudaCRuntime:
-    from kernels.runtime import cuda_c_cpu
+    from minirad.kernels.runtime import cuda_c_cpu
 
     return CudaCRuntime("cuda_c_cpu", np, cuda_c_cpu.load)
 
 
 def emulation_unavailable_reason() -> str | None:
-    from kernels.runtime import cuda_c_cpu
+    from minirad.kernels.runtime import cuda_c_cpu
 
     if cuda_c_cpu.compiler() is None:
         return "g++ not found (the emulation compiles the .cu files with g++ -std=c++20)"
@@ -49,6 +49,6 @@ def emulation_unavailable_reason() -> str | None:
 def cupy_gpu() -> CudaCRuntime:
     import cupy
 
-    from kernels.runtime import cupy_module
+    from minirad.kernels.runtime import cupy_module
 
     return CudaCRuntime("cupy", cupy, cupy_module.load)

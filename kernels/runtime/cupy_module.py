@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from kernels.runtime.grids import dim3
+from minirad.kernels.runtime.grids import dim3
 
 NVRTC_OPTIONS = ("--std=c++17",)
 

@@ -26,7 +26,7 @@ import numpy as np
 from numba.core import types as numba_types
 from numba.np import numpy_support
 
-from kernels.runtime import grids
+from minirad.kernels.runtime import grids
 
 
 def _driver_present() -> bool:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.runtime.cuda_c_runtimes import suffix
-from kernels.runtime.grids import Geometry, grid_1d
-from kernels.softmax.rows import as_rows, from_rows
+from minirad.kernels.runtime.cuda_c_runtimes import suffix
+from minirad.kernels.runtime.grids import Geometry, grid_1d
+from minirad.kernels.softmax.rows import as_rows, from_rows
 
 SOURCE = Path(__file__).with_name("softmax.cu")
 THREADS = 256  # must equal THREADS in softmax.cu: the block kernels' shared arrays have that size

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from kernels.softmax.rows import as_rows, from_rows
+from minirad.kernels.softmax.rows import as_rows, from_rows
 
 # ----------------------------------------------------------------------------------------------
 # naive

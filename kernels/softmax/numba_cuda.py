@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import math
 
-from kernels.runtime.numba_cuda import THREADS_1D, cuda, grid_1d, xp
-from kernels.softmax.rows import as_rows, from_rows
+from minirad.kernels.runtime.numba_cuda import THREADS_1D, cuda, grid_1d, xp
+from minirad.kernels.softmax.rows import as_rows, from_rows
 
 numba_cuda = cuda()
 

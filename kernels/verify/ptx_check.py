@@ -14,7 +14,7 @@ module closes that gap in two steps:
      toolkit; Numba still asks for the current device when a kernel calls a device function,
      so that question is answered with a stand-in of compute capability 7.5.
 
-`python -m kernels.verify.ptx_check` does both and prints one line per kernel and signature.
+`python -m minirad.kernels.verify.ptx_check` does both and prints one line per kernel and signature.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kernels._ops import FAMILIES
-from kernels.verify.smoke import exercise_every_op
+from minirad.kernels._ops import FAMILIES
+from minirad.kernels.verify.smoke import exercise_every_op
 
 # -- step 1: under the simulator ----------------------------------------------------------------
 
@@ -49,7 +49,7 @@ def _describe(value) -> list:
 
 def record_signatures() -> dict[str, list[list]]:
     """{"family:kernel_attribute": [signature, ...]} from running every op on the simulator."""
-    from kernels.runtime.numba_cuda import cuda, simulator_on
+    from minirad.kernels.runtime.numba_cuda import cuda, simulator_on
 
     cuda()
     if not simulator_on():
@@ -58,7 +58,7 @@ def record_signatures() -> dict[str, list[list]]:
 
     seen: dict[str, set[str]] = {}
     for family in FAMILIES:
-        module = importlib.import_module(f"kernels.{family}.numba_cuda")
+        module = importlib.import_module(f"minirad.kernels.{family}.numba_cuda")
         for attribute, kernel in vars(module).items():
             if isinstance(kernel, FakeCUDAKernel) and not kernel._device:
                 _wrap(kernel, f"{family}:{attribute}", seen)
@@ -101,7 +101,7 @@ def compile_recorded(signatures: dict[str, list[list]], cc=(7, 5)) -> list[dict]
     results = []
     for key, sigs in sorted(signatures.items()):
         family, attribute = key.split(":")
-        kernel = getattr(importlib.import_module(f"kernels.{family}.numba_cuda"), attribute)
+        kernel = getattr(importlib.import_module(f"minirad.kernels.{family}.numba_cuda"), attribute)
         for sig in sigs:
             argtypes = tuple(_numba_type(d) for d in sig)
             float32_only = all(d[1] != "float64" for d in sig)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-import kernels
+from minirad import kernels
 
 
 def exercise_every_op(backend: str, dtypes=(np.float32, np.float64)) -> dict[str, float]:

@@ -136,7 +136,7 @@ def conv2d_forward(x, w, b, stride, padding, *, array_types) -> tuple[Pair, Pair
         raise ValueError(f"w: has {Cw} input channels but x {_shape(x)} has {C} (w is {_shape(w)})")
     if b is not None:
         check_shape("b", b, (K,), lambda: f"one bias per output channel of w {_shape(w)}")
-    _check_window_fits("w", (R, S), (H, W), padding, stride)
+    _check_window_fits("w", (R, S), (H, W), padding)
     return stride, padding
 
 
@@ -152,7 +152,7 @@ def conv2d_backward(dy, x, w, stride, padding, *, array_types) -> tuple[Pair, Pa
     return stride, padding
 
 
-def _check_window_fits(name: str, window: Pair, size: Pair, padding: Pair, stride: Pair) -> None:
+def _check_window_fits(name: str, window: Pair, size: Pair, padding: Pair) -> None:
     padded = (size[0] + 2 * padding[0], size[1] + 2 * padding[1])
     if window[0] > padded[0] or window[1] > padded[1]:
         raise ValueError(
@@ -182,7 +182,7 @@ def maxpool2d_forward(x, kernel, stride, padding, *, array_types) -> tuple[Pair,
     check_float_dtypes(x=x)
     kernel, stride, padding = _pool_params(kernel, stride, padding)
     H, W = _shape(x)[2:]
-    _check_window_fits("kernel", kernel, (H, W), padding, stride)
+    _check_window_fits("kernel", kernel, (H, W), padding)
     return kernel, stride, padding
 
 
@@ -200,7 +200,7 @@ def maxpool2d_backward(
     x_shape = tuple(int(d) for d in x_shape)
     kernel, stride, padding = _pool_params(kernel, stride, padding)
     N, C, H, W = x_shape
-    _check_window_fits("kernel", kernel, (H, W), padding, stride)
+    _check_window_fits("kernel", kernel, (H, W), padding)
     P, Q = pool2d_output_size(H, W, kernel[0], kernel[1], stride, padding)
     check_shape("dy", dy, (N, C, P, Q), lambda: f"the pooled shape of x_shape {x_shape}")
     check_shape("argmax", argmax, (N, C, P, Q), "same as dy")

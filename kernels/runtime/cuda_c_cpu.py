@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minirad.files import atomic_writer  # standard library only: no engine code reaches the kernels
 from minirad.kernels.runtime.grids import dim3
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
@@ -164,7 +165,8 @@ def _build(cu_path: Path) -> EmulatedModule:
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{cu_path.name}: g++ failed:\n{result.stderr[-4000:]}")
-            staged = library.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copy(partial, staged)
-            staged.replace(library)  # atomic: another process never sees half a library
+            # Another process never sees half a library (minirad's one atomic writer: a unique
+            # temporary, fsync, rename; a killed build's temporary is swept by the next one).
+            with partial.open("rb") as built, atomic_writer(library) as staged:
+                shutil.copyfileobj(built, staged)
     return EmulatedModule(cu_path, ctypes.CDLL(str(library)), kernels)

@@ -56,7 +56,7 @@ class Decoded:
     finished: bool
 
 
-def _log_probs(model: ReportModel, logits: Tensor, temperature: float = 1.0) -> np.ndarray:
+def _log_probs(logits: Tensor, temperature: float = 1.0) -> np.ndarray:
     """log softmax(logits / temperature) (B, V), with <pad> and <bos> made impossible."""
     scaled = logits if temperature == 1.0 else logits * (1.0 / temperature)
     log_p = F.log_softmax(scaled, axis=-1).numpy().astype(np.float64)
@@ -96,7 +96,7 @@ def _decode_batch(
         state = model.initial_state(encoded)
         for t in range(max_len - 1):
             logits, state, alpha = model.step(encoded, _embed(model, previous), state)
-            log_p = _log_probs(model, logits)
+            log_p = _log_probs(logits)
             chosen = choose(log_p)
             alphas[:, t] = alpha.numpy()
             log_prob += np.where(done, 0.0, log_p[np.arange(B), chosen])
@@ -280,7 +280,7 @@ def _beam_one(
             logits, state, alpha_t = model.step(
                 encoded.select(np.zeros(len(live), dtype=np.int64)), _embed(model, previous), state
             )
-            log_p = _log_probs(model, logits)
+            log_p = _log_probs(logits)
             if settings.block_trigrams:
                 _block_repeated_trigrams(live, log_p)
             if settings.block_sentences is not None:

@@ -229,13 +229,16 @@ CLAUSE_BREAKS = [
 
 @pytest.mark.parametrize(("sentence", "expected"), CLAUSE_BREAKS, ids=[s for s, _ in CLAUSE_BREAKS])
 def test_labeler_ends_a_cue_at_every_clause_break(sentence, expected):
-    labels = label_report(sentence)
-    mentioned = {name: label for name, label in labels.items() if label is not None}
-    assert mentioned == expected, f"{sentence!r}: got {mentioned}, expected {expected}"
+    assert_mentions(sentence, expected)
 
 
 @pytest.mark.parametrize(("sentence", "expected"), HAND_WRITTEN, ids=[s for s, _ in HAND_WRITTEN])
 def test_labeler_reads_hand_written_sentences(sentence, expected):
+    assert_mentions(sentence, expected)
+
+
+def assert_mentions(sentence: str, expected: dict[str, int]) -> None:
+    """The findings `sentence` mentions have the expected labels; every other one is None."""
     labels = label_report(sentence)
     mentioned = {name: label for name, label in labels.items() if label is not None}
     assert mentioned == expected, f"{sentence!r}: got {mentioned}, expected {expected}"

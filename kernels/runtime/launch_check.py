@@ -60,7 +60,7 @@ def check_launch(
     block: Size,
     args: Sequence[Any],
     *,
-    device_array: type,
+    device_array: type[Any],
 ) -> None:
     """Raise ValueError unless launching kernel `name` of one .cu source this way is legal.
 
@@ -106,7 +106,7 @@ def check_shared_memory(kernel: str, static_bytes: int) -> None:
 
 
 def check_arguments(
-    kernel: str, params: list[Param], args: Sequence[Any], device_array: type
+    kernel: str, params: list[Param], args: Sequence[Any], device_array: type[Any]
 ) -> None:
     """One argument per parameter, each of the kind and dtype the C signature declares."""
     if len(args) != len(params):
@@ -118,7 +118,7 @@ def check_arguments(
             _check_scalar(kernel, param, value, device_array)
 
 
-def _check_pointer(kernel: str, param: Param, value: Any, device_array: type) -> None:
+def _check_pointer(kernel: str, param: Param, value: Any, device_array: type[Any]) -> None:
     where = f"{kernel}: parameter {param.name} ({param.ctype}*)"
     expected = f"{device_array.__module__.split('.')[0]}.{device_array.__name__}"
     if not isinstance(value, device_array):
@@ -141,7 +141,7 @@ def _check_pointer(kernel: str, param: Param, value: Any, device_array: type) ->
         )
 
 
-def _check_scalar(kernel: str, param: Param, value: Any, device_array: type) -> None:
+def _check_scalar(kernel: str, param: Param, value: Any, device_array: type[Any]) -> None:
     where = f"{kernel}: parameter {param.name} ({param.ctype})"
     dtype = c_dtype(param.ctype)
     if isinstance(value, (np.ndarray, device_array)):

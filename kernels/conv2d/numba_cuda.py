@@ -343,7 +343,8 @@ def conv2d_backward_tiled(dy, x, w, stride: Pair, padding: Pair):
     K, _, R, S = w.shape
     _dx_tiled[grid_2d(C, N * H * W)](dy, w, dx, *stride, *padding)
     _dw_tiled[grid_2d(K, C * R * S)](dy, x, dw, *stride, *padding)
-    _db_tiled[K, THREADS_1D](dy, db)  # one block per output channel
+    if K > 0:  # one block per output channel; with none, db is empty and nothing launches
+        _db_tiled[K, THREADS_1D](dy, db)
     return dx, dw, db
 
 

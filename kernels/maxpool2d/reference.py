@@ -50,10 +50,12 @@ def maxpool2d_forward_vectorised(x, kernel: Pair, stride: Pair, padding: Pair):
 
 def maxpool2d_backward_vectorised(dy, argmax, x_shape, kernel: Pair, stride: Pair, padding: Pair):
     N, C, H, W = x_shape
+    P, Q = dy.shape[2:]
     dx = np.zeros((N * C, H * W), dtype=dy.dtype)
     planes = np.arange(N * C)[:, None]
     # np.add.at accumulates repeated indices (a plain fancy-index += would drop all but one).
-    np.add.at(dx, (planes, argmax.reshape(N * C, -1)), dy.reshape(N * C, -1))
+    # The sizes are explicit: an empty batch has no -1 for reshape to infer.
+    np.add.at(dx, (planes, argmax.reshape(N * C, P * Q)), dy.reshape(N * C, P * Q))
     return dx.reshape(x_shape)
 
 

@@ -5,11 +5,17 @@
 
 grid and block are ints or tuples of up to three ints, as in CUDA (grids.dim3).
 
-For every `extern "C" __global__ void name(params)` in the source, a launcher
-`emu_launch_name(gx, gy, gz, bx, by, bz, params)` is generated, the source and the launchers are
-compiled into a shared library with `g++ -std=c++20 -include cuda_emu.h`, and the library is
-called through ctypes. NumPy arrays are passed as pointers to their data (they must be
-C-contiguous: the kernels index them as flat buffers); NumPy scalars by value with their C type.
+For every `extern "C" __global__ void name(params)` in the source (read by
+cuda_source.parse_kernels), a launcher `emu_launch_name(gx, gy, gz, bx, by, bz, params)` is
+generated, the source and the launchers are compiled into a shared library with
+`g++ -std=c++20 -include cuda_emu.h`, and the library is called through ctypes. NumPy arrays are
+passed as pointers to their data, NumPy scalars by value with their C type.
+
+The emulation would run launches a GPU refuses (a 0-sized grid, 2048 threads in a block) and
+read arguments a GPU would misread (an np.int64 for an `int`), so every launch is first checked
+as CuPy's are, by launch_check.check_launch: the GPU's limits, and each argument against the
+kernel's C signature (a C-contiguous array of the pointed-to dtype, a NumPy scalar of the exact
+C type). Here a NumPy array counts as the device array.
 
 Compiled libraries are cached by a hash of the source, the header and the compiler flags, in
 $MINIRAD_CACHE_DIR (default ~/.cache/minirad), written to a temporary name and renamed, so
@@ -21,59 +27,26 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from minirad.files import atomic_writer  # standard library only: no engine code reaches the kernels
+from minirad.kernels.runtime.cuda_source import (
+    SCALAR_TYPES,
+    Param,
+    parse_kernels,
+    static_shared_bytes,
+)
 from minirad.kernels.runtime.grids import dim3
+from minirad.kernels.runtime.launch_check import check_launch
 
 HEADER = Path(__file__).with_name("cuda_emu.h")
 CXX_FLAGS = ("-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-w")
-
-# C parameter type -> ctypes type. Pointers of any kind are passed as void*.
-SCALAR_TYPES = {
-    "int": ctypes.c_int,
-    "unsigned": ctypes.c_uint,
-    "unsigned int": ctypes.c_uint,
-    "long long": ctypes.c_longlong,
-    "float": ctypes.c_float,
-    "double": ctypes.c_double,
-}
-
-KERNEL_PATTERN = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)', re.S)
-
-
-@dataclass(frozen=True)
-class Param:
-    ctype: str  # the C type as written, without const/__restrict__
-    name: str
-    is_pointer: bool
-
-
-def parse_kernels(source: str) -> dict[str, list[Param]]:
-    """The extern "C" __global__ kernels of a .cu source and their parameters."""
-    kernels = {}
-    for name, params_text in KERNEL_PATTERN.findall(source):
-        params = []
-        for raw in params_text.split(","):
-            raw = " ".join(raw.replace("__restrict__", " ").replace("const", " ").split())
-            if not raw:
-                continue
-            is_pointer = "*" in raw
-            ctype, _, pname = raw.replace("*", " * ").rpartition(" ")
-            ctype = " ".join(ctype.replace("*", " ").split())
-            if not is_pointer and ctype not in SCALAR_TYPES:
-                raise ValueError(f"kernel {name}: unsupported parameter type {ctype!r}")
-            params.append(Param(ctype, pname, is_pointer))
-        kernels[name] = params
-    return kernels
 
 
 def launcher_source(cu_path: Path, kernels: dict[str, list[Param]]) -> str:
@@ -107,29 +80,42 @@ def compiler() -> str | None:
 class EmulatedModule:
     """A compiled .cu: launch its kernels by name, like CuPy's RawModule.get_function."""
 
-    def __init__(self, cu_path: Path, library: ctypes.CDLL, kernels: dict[str, list[Param]]):
+    def __init__(
+        self,
+        cu_path: Path,
+        library: ctypes.CDLL,
+        kernels: dict[str, list[Param]],
+        shared_bytes: dict[str, int],
+    ):
         self.path = cu_path
         self.kernels = kernels
+        self.shared_bytes = shared_bytes  # static __shared__ bytes of each kernel
         self._library = library
 
     def launch(self, name: str, grid, block, args) -> None:
-        if name not in self.kernels:
-            raise ValueError(f'{self.path.name}: no extern "C" __global__ kernel {name!r}')
-        params = self.kernels[name]
-        if len(args) != len(params):
-            raise ValueError(f"{name}: expects {len(params)} arguments, got {len(args)}")
+        """Run kernel `name`, once validated as a GPU would need it (launch_check.py): here a
+        NumPy array is the device array."""
+        check_launch(
+            self.path.name,
+            self.kernels,
+            self.shared_bytes,
+            name,
+            grid,
+            block,
+            args,
+            device_array=np.ndarray,
+        )
         c_args = [ctypes.c_uint(v) for v in (*dim3(grid), *dim3(block))]
-        for param, value in zip(params, args, strict=True):
-            c_args.append(_to_c(name, param, value))
+        for param, value in zip(self.kernels[name], args, strict=True):
+            c_args.append(_to_c(param, value))
         getattr(self._library, f"emu_launch_{name}")(*c_args)
 
 
-def _to_c(kernel: str, param: Param, value):
+def _to_c(param: Param, value):
+    """A validated argument as ctypes passes it: an array as the address of its data."""
     if param.is_pointer:
-        if not isinstance(value, np.ndarray) or not value.flags.c_contiguous:
-            raise ValueError(f"{kernel}: argument {param.name} must be a C-contiguous ndarray")
         return ctypes.c_void_p(value.ctypes.data)
-    return SCALAR_TYPES[param.ctype](value.item() if hasattr(value, "item") else value)
+    return SCALAR_TYPES[param.ctype](value.item())
 
 
 _LOADED: dict[Path, EmulatedModule] = {}
@@ -169,4 +155,5 @@ def _build(cu_path: Path) -> EmulatedModule:
             # temporary, fsync, rename; a killed build's temporary is swept by the next one).
             with partial.open("rb") as built, atomic_writer(library) as staged:
                 shutil.copyfileobj(built, staged)
-    return EmulatedModule(cu_path, ctypes.CDLL(str(library)), kernels)
+    shared_bytes = static_shared_bytes(source)
+    return EmulatedModule(cu_path, ctypes.CDLL(str(library)), kernels, shared_bytes)

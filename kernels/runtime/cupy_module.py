@@ -6,7 +6,9 @@ The same .cu files the CPU emulation runs (runtime/cuda_c_cpu.py); the same laun
     module.launch("matmul_tiled_f32", grid=(4, 2), block=(16, 16), args=(a, b, c, np.int32(M)))
 
 Arrays are CuPy arrays (device memory); scalars are NumPy scalars of the kernel's C type; grid and
-block are ints or tuples of up to three ints, as in CUDA (grids.dim3).
+block are ints or tuples of up to three ints, as in CUDA (grids.dim3). Every launch is checked
+first, by the validator the emulation uses too (launch_check.check_launch): the GPU's limits, and
+each argument against the kernel's C signature, where a numpy.ndarray is a host array, refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from minirad.kernels.runtime.cuda_source import parse_kernels, static_shared_bytes
 from minirad.kernels.runtime.grids import dim3
+from minirad.kernels.runtime.launch_check import check_launch
 
 NVRTC_OPTIONS = ("--std=c++17",)
 
@@ -38,10 +42,24 @@ class CupyModule:
     def __init__(self, path: Path):
         import cupy
 
+        source = path.read_text()
         self.path = path
-        self._module = cupy.RawModule(code=path.read_text(), options=NVRTC_OPTIONS)
+        self.kernels = parse_kernels(source)
+        self.shared_bytes = static_shared_bytes(source)  # static __shared__ bytes of each kernel
+        self._device_array = cupy.ndarray
+        self._module = cupy.RawModule(code=source, options=NVRTC_OPTIONS)
 
     def launch(self, name: str, grid, block, args) -> None:
+        check_launch(
+            self.path.name,
+            self.kernels,
+            self.shared_bytes,
+            name,
+            grid,
+            block,
+            args,
+            device_array=self._device_array,
+        )
         self._module.get_function(name)(dim3(grid), dim3(block), tuple(args))
 
 

@@ -7,8 +7,11 @@ launches enough blocks to cover n items:
     grid_1d(n, threads)                 ceil_div(n, threads) blocks of `threads` threads
     grid_2d(rows, cols, tile)           tile x tile blocks over a rows x cols result, x along cols
 
-A grid never has 0 blocks: CUDA refuses such a launch, so an empty dimension (a batch of 0, say)
-still launches one block, whose threads all fail the bounds check and write nothing.
+A grid never has 0 blocks: CUDA refuses such a launch (and the launch validator,
+launch_check.py, refuses it in the emulation too), so an empty dimension (a batch of 0, say)
+still launches one block, whose threads all fail the bounds check and write nothing. A kernel
+launched with exactly one block per item that does not check its block index (conv2d's
+db_tiled) is instead not launched at all when there are no items.
 
 Sizes are ints or tuples, as in CUDA C's kernel<<<blocks, threads>>> (an int is a 1-D size): Numba
 takes either as it is, and a CUDA C launcher passes `dim3(size)`, its (x, y, z). The block sizes

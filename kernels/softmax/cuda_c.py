@@ -33,10 +33,13 @@ THREADS = 256  # must equal THREADS in softmax.cu: the block kernels' shared arr
 
 
 def row_grid(version: str, n_rows: int) -> Geometry:
-    """(grid, block) for n_rows rows: one thread per row (naive) or one block per row (block)."""
+    """(grid, block) for n_rows rows: one thread per row (naive) or one block per row (block).
+
+    Never 0 blocks (CUDA refuses that launch): a block past the last row returns at once.
+    """
     if version == "naive":
         return grid_1d(n_rows, THREADS)
-    return n_rows, THREADS
+    return max(1, n_rows), THREADS
 
 
 def make_versions(runtime) -> dict:

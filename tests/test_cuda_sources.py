@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from minirad.kernels.runtime import cuda_c_cpu
+from minirad.kernels.runtime.cuda_source import parse_kernels
 from minirad.kernels.runtime.nvcc import compile_ptx, cuda_sources, nvcc_path
 
 SOURCES = cuda_sources()
@@ -26,13 +27,13 @@ def test_there_are_cuda_sources():
 def test_nvcc_compiles_to_ptx(source, tmp_path):
     ptx = compile_ptx(source, tmp_path)
     text = ptx.read_text()
-    for kernel in cuda_c_cpu.parse_kernels(source.read_text()):
+    for kernel in parse_kernels(source.read_text()):
         assert f".entry {kernel}(" in text, f"{source.name}: {kernel} missing from the PTX"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.name)
 def test_every_kernel_exists_in_float_and_double(source):
-    names = set(cuda_c_cpu.parse_kernels(source.read_text()))
+    names = set(parse_kernels(source.read_text()))
     assert names, f'{source.name}: no extern "C" __global__ kernels'
     stems = {name.rsplit("_", 1)[0] for name in names}
     for stem in stems:

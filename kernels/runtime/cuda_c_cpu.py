@@ -36,12 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from minirad.files import atomic_writer  # standard library only: no engine code reaches the kernels
-from minirad.kernels.runtime.cuda_source import (
-    SCALAR_TYPES,
-    Param,
-    parse_kernels,
-    static_shared_bytes,
-)
+from minirad.kernels.runtime.cuda_source import SCALAR_TYPES, CudaSource, Param
 from minirad.kernels.runtime.grids import dim3
 from minirad.kernels.runtime.launch_check import check_launch
 
@@ -80,33 +75,17 @@ def compiler() -> str | None:
 class EmulatedModule:
     """A compiled .cu: launch its kernels by name, like CuPy's RawModule.get_function."""
 
-    def __init__(
-        self,
-        cu_path: Path,
-        library: ctypes.CDLL,
-        kernels: dict[str, list[Param]],
-        shared_bytes: dict[str, int],
-    ):
+    def __init__(self, cu_path: Path, library: ctypes.CDLL, source: CudaSource):
         self.path = cu_path
-        self.kernels = kernels
-        self.shared_bytes = shared_bytes  # static __shared__ bytes of each kernel
+        self.source = source
         self._library = library
 
     def launch(self, name: str, grid, block, args) -> None:
         """Run kernel `name`, once validated as a GPU would need it (launch_check.py): here a
         NumPy array is the device array."""
-        check_launch(
-            self.path.name,
-            self.kernels,
-            self.shared_bytes,
-            name,
-            grid,
-            block,
-            args,
-            device_array=np.ndarray,
-        )
+        check_launch(self.source, name, grid, block, args, device_array=np.ndarray)
         c_args = [ctypes.c_uint(v) for v in (*dim3(grid), *dim3(block))]
-        for param, value in zip(self.kernels[name], args, strict=True):
+        for param, value in zip(self.source.kernels[name], args, strict=True):
             c_args.append(_to_c(param, value))
         getattr(self._library, f"emu_launch_{name}")(*c_args)
 
@@ -135,11 +114,10 @@ def _build(cu_path: Path) -> EmulatedModule:
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("g++ not found: the cuda_c_cpu backend compiles .cu files with it")
-    source = cu_path.read_text()
-    kernels = parse_kernels(source)
-    launchers = launcher_source(cu_path, kernels)
+    source = CudaSource.read(cu_path)
+    launchers = launcher_source(cu_path, source.kernels)
     digest = hashlib.sha256(
-        "\0".join([source, HEADER.read_text(), launchers, cxx, *CXX_FLAGS]).encode()
+        "\0".join([source.text, HEADER.read_text(), launchers, cxx, *CXX_FLAGS]).encode()
     ).hexdigest()[:20]
     library = cache_dir() / f"{cu_path.stem}-{digest}.so"
     if not library.exists():
@@ -155,5 +133,4 @@ def _build(cu_path: Path) -> EmulatedModule:
             # temporary, fsync, rename; a killed build's temporary is swept by the next one).
             with partial.open("rb") as built, atomic_writer(library) as staged:
                 shutil.copyfileobj(built, staged)
-    shared_bytes = static_shared_bytes(source)
-    return EmulatedModule(cu_path, ctypes.CDLL(str(library)), kernels, shared_bytes)
+    return EmulatedModule(cu_path, ctypes.CDLL(str(library)), source)

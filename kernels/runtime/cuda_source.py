@@ -6,6 +6,7 @@ to check every launch against the kernel's signature and the GPU's limits (runti
 
     parse_kernels(text)        {kernel: [Param, ...]} for every extern "C" __global__ kernel
     static_shared_bytes(text)  {kernel: bytes of the __shared__ arrays it declares}
+    CudaSource.read(path)      both, read once, with the file's text and name
 
 This is a reader of the sources minirad writes, not a C parser: one signature per kernel, no
 macros in a signature, array sizes that are integers, #defines and + - * / of them.
@@ -19,6 +20,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -88,6 +90,21 @@ _ARITHMETIC: dict[type, Callable[[int, int], int]] = {
     ast.FloorDiv: operator.floordiv,
     ast.Div: operator.floordiv,  # C's integer division (sizes are non-negative)
 }
+
+
+@dataclass(frozen=True)
+class CudaSource:
+    """One .cu file as the host code sees it: read once, used to launch and to check launches."""
+
+    name: str  # the file name, for messages
+    text: str
+    kernels: dict[str, list[Param]]  # parse_kernels
+    shared_bytes: dict[str, int]  # static_shared_bytes
+
+    @classmethod
+    def read(cls, path: Path) -> CudaSource:
+        text = path.read_text()
+        return cls(path.name, text, parse_kernels(text), static_shared_bytes(text))
 
 
 def static_shared_bytes(source: str) -> dict[str, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from minirad.kernels.runtime.cuda_source import parse_kernels, static_shared_bytes
+from minirad.kernels.runtime.cuda_source import CudaSource
 from minirad.kernels.runtime.grids import dim3
 from minirad.kernels.runtime.launch_check import check_launch
 
@@ -42,24 +42,13 @@ class CupyModule:
     def __init__(self, path: Path):
         import cupy
 
-        source = path.read_text()
         self.path = path
-        self.kernels = parse_kernels(source)
-        self.shared_bytes = static_shared_bytes(source)  # static __shared__ bytes of each kernel
+        self.source = CudaSource.read(path)
         self._device_array = cupy.ndarray
-        self._module = cupy.RawModule(code=source, options=NVRTC_OPTIONS)
+        self._module = cupy.RawModule(code=self.source.text, options=NVRTC_OPTIONS)
 
     def launch(self, name: str, grid, block, args) -> None:
-        check_launch(
-            self.path.name,
-            self.kernels,
-            self.shared_bytes,
-            name,
-            grid,
-            block,
-            args,
-            device_array=self._device_array,
-        )
+        check_launch(self.source, name, grid, block, args, device_array=self._device_array)
         self._module.get_function(name)(dim3(grid), dim3(block), tuple(args))
 
 

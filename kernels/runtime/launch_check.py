@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from minirad.kernels.runtime.cuda_source import Param, c_dtype
+from minirad.kernels.runtime.cuda_source import CudaSource, Param, c_dtype
 from minirad.kernels.runtime.grids import Size, dim3
 
 # The launch limits of every GPU minirad supports: CUDA C++ Programming Guide, "Compute
@@ -52,9 +52,7 @@ MAX_SHARED_BYTES_PER_BLOCK = 48 * 1024  # more needs cudaFuncSetAttribute (dynam
 
 
 def check_launch(
-    source_name: str,
-    kernels: dict[str, list[Param]],
-    shared_bytes: dict[str, int],
+    source: CudaSource,
     name: str,
     grid: Size,
     block: Size,
@@ -62,16 +60,15 @@ def check_launch(
     *,
     device_array: type[Any],
 ) -> None:
-    """Raise ValueError unless launching kernel `name` of one .cu source this way is legal.
+    """Raise ValueError unless launching kernel `name` of `source` this way is legal.
 
-    kernels and shared_bytes are the source's signatures and static shared memory
-    (cuda_source.parse_kernels and static_shared_bytes); device_array is the runtime's array type.
+    device_array is the runtime's array type (numpy.ndarray in the emulation, cupy.ndarray).
     """
-    if name not in kernels:
-        raise ValueError(f'{source_name}: no extern "C" __global__ kernel {name!r}')
+    if name not in source.kernels:
+        raise ValueError(f'{source.name}: no extern "C" __global__ kernel {name!r}')
     check_geometry(name, grid, block)
-    check_shared_memory(name, shared_bytes.get(name, 0))
-    check_arguments(name, kernels[name], args, device_array)
+    check_shared_memory(name, source.shared_bytes.get(name, 0))
+    check_arguments(name, source.kernels[name], args, device_array)
 
 
 def check_geometry(kernel: str, grid: Size, block: Size) -> None:

@@ -405,7 +405,16 @@ def softmax_cross_entropy(logits, targets, ignore_index, *, array_types) -> None
     check_shape("targets", targets, (N,), lambda: f"one class id per row of logits {(N, V)}")
     if not isinstance(ignore_index, (int, np.integer)):
         raise ValueError(f"ignore_index: expected an int, got {ignore_index!r}")
-    kept = targets[targets != ignore_index]
+    if isinstance(targets, np.ndarray):
+        # Device targets are not read back to be checked: that would stall the host once per
+        # loss. They come from a batch checked on the host (minirad.functional.cross_entropy
+        # checks host targets before it uploads them) or from the model's own argmax.
+        class_ids("targets", targets, V, ignore_index)
+
+
+def class_ids(name: str, ids: np.ndarray, V: int, ignore_index: int) -> None:
+    """Every entry of the host array `ids` is a class id in [0, V) or ignore_index."""
+    kept = ids[ids != ignore_index]
     if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= V):
         bad = int(kept.min()) if int(kept.min()) < 0 else int(kept.max())
-        raise ValueError(f"targets: class id {bad} is outside [0, {V}) and is not ignore_index")
+        raise ValueError(f"{name}: class id {bad} is outside [0, {V}) and is not ignore_index")

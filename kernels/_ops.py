@@ -20,8 +20,12 @@ rules exist once, and a kernel never sees an argument the contract has not accep
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 from minirad.kernels import _check
 
@@ -82,6 +86,19 @@ class Ops:
             self.version[family] = version
             for op in FAMILIES[family]:
                 self._impl[op] = versions[version][op]
+
+    @property
+    def xp(self) -> ModuleType:
+        """The array module of this backend's arrays: numpy on the CPU backends, cupy (or the
+        test suite's stand-in for it) on the GPU ones. A device array's module is the package
+        its class comes from, so numpy is never mistaken for it."""
+        array_type = self.array_types[0]
+        return importlib.import_module(array_type.__module__.split(".")[0])
+
+    @property
+    def on_device(self) -> bool:
+        """True where this backend computes on device arrays (not numpy.ndarray)."""
+        return np.ndarray not in self.array_types
 
     def __repr__(self) -> str:
         chosen = ", ".join(f"{family}={v}" for family, v in self.version.items())

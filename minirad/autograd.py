@@ -71,6 +71,19 @@ def to_host(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def move_to(a: Any, xp: Any) -> Array:
+    """`a` as an array of module `xp`: for NumPy, to_host(a); for CuPy, cupy.asarray(a) (one
+    upload of host data, nothing for a device array). The one place data changes sides."""
+    if xp is np:
+        return to_host(a)
+    return xp.asarray(a)
+
+
+def like(a: Any, reference: Array) -> Array:
+    """`a` on the device (or the host) where the array `reference` lives."""
+    return move_to(a, array_module(reference))
+
+
 class Tensor:
     """An array with an optional gradient and a link to the Function that produced it."""
 
@@ -239,7 +252,9 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     if isinstance(value, Tensor):
         return value
     if like is not None and isinstance(value, (int, float)):
-        return Tensor(array_module(like.data).asarray(value, dtype=like.dtype))
+        # full() writes the number on the device (a kernel argument), where asarray would copy
+        # a host scalar over: one transfer per `x + 1.0` on a GPU.
+        return Tensor(array_module(like.data).full((), value, dtype=like.dtype))
     return Tensor(value)
 
 

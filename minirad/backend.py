@@ -6,11 +6,17 @@
         ...
 
 "auto" (the default, also MINIRAD_BACKEND=auto) picks cupy on a machine with a CUDA GPU,
-else numba, else numpy. Each operation of minirad.functional asks `active()` for the kernels
-when its forward runs, so a switch takes effect at the next operation; the tape remembers that
-backend and runs the operation's backward on it, so a switch between a forward and its backward
-pass does not mix two backends (minirad.functional.KernelFunction). The kernels themselves never
+else numba, else numpy (`why_auto()` says why, as `minirad doctor` prints it). Each operation
+of minirad.functional asks `active()` for the kernels when its forward runs, so a switch takes
+effect at the next operation; the tape remembers that backend and runs the operation's backward
+on it, so a switch between a forward and its backward pass does not mix two backends
+(minirad.functional.KernelFunction). The kernels themselves never
 know about the engine.
+
+Where the data lives. The CPU backends compute on NumPy arrays in host memory; the GPU backends
+(cupy, and cuda on a GPU) on CuPy arrays in device memory, and refuse host arrays. A model is
+moved once, `model.to()` (minirad.nn.Module.to), and each batch once, `to_device(images)`;
+results come back with `minirad.autograd.to_host`. Both are free on the CPU backends.
 
 A side effect to know of: importing `kernels`, as this module does (and so minirad.functional,
 minirad.nn and everything built on them), sets the environment variable OMP_WAIT_POLICY to
@@ -25,8 +31,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
 
 from minirad import kernels
+from minirad.autograd import move_to
 
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
@@ -41,6 +50,19 @@ def resolve(name: str) -> str:
         if kernels.why_unavailable(candidate) is None:
             return candidate
     return "numpy"
+
+
+def why_auto() -> str:
+    """One line: the backend "auto" picks here, and why each one before it in AUTO_ORDER
+    cannot run."""
+    skipped = []
+    for candidate in AUTO_ORDER:
+        reason = kernels.why_unavailable(candidate)
+        if reason is None:
+            passed = "; ".join(skipped)
+            return f"{candidate}" + (f" (not {passed})" if passed else " (the first choice)")
+        skipped.append(f"{candidate}: {reason}")
+    return "numpy (" + "; ".join(skipped) + ")"
 
 
 def active() -> kernels.Ops:
@@ -75,6 +97,24 @@ def use_backend(name: str, **versions: str) -> _Switch:
     previous = _active
     _active = kernels.get(resolve(name), **versions)
     return _Switch(previous)
+
+
+def array_module(ops: kernels.Ops | None = None) -> ModuleType:
+    """numpy, or cupy on a GPU backend: the module that makes arrays where `ops` (default: the
+    active backend) computes."""
+    return (ops or active()).xp
+
+
+def to_device(array: Any, ops: kernels.Ops | None = None) -> Any:
+    """`array` where backend `ops` (default: the active one) computes; None passes through.
+
+    Host data (a NumPy array, a list, a number) becomes a device array with one copy on a GPU
+    backend; a device array there is returned as it is. On a CPU backend the result is a NumPy
+    array: host data as it is (no copy), a device array copied back.
+    """
+    if array is None:
+        return None
+    return move_to(array, array_module(ops))
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from minirad import backend
-from minirad.autograd import Function, Tensor
+from minirad.autograd import Function, Tensor, array_module, like
+from minirad.kernels._check import class_ids
 
 
 class KernelFunction(Function):
@@ -160,14 +161,23 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     V = logits.shape[-1]
     flat = logits.reshape(-1, V) if logits.ndim != 2 else logits
     target_data = targets.data if isinstance(targets, Tensor) else targets
+    if array_module(target_data) is np:  # checked while on the host: free here, a sync later
+        class_ids("targets", np.asarray(target_data), V, ignore_index)
+    target_data = like(target_data, logits.data)
     return SoftmaxCrossEntropy.apply(
         flat, Tensor(target_data.reshape(-1)), ignore_index=ignore_index
     )
 
 
+def _targets_like(targets, logits: Tensor):
+    """The targets' array (given as a Tensor, an array or a list, on the host or a device) where
+    the logits are: a loss on a device takes host targets too, with one upload."""
+    return like(targets.data if isinstance(targets, Tensor) else targets, logits.data)
+
+
 def binary_cross_entropy_with_logits(logits: Tensor, targets) -> Tensor:
     """mean(max(z, 0) - z * t + log(1 + exp(-|z|))): BCE of sigmoid(z), without overflow."""
-    target_data = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    target_data = _targets_like(targets, logits)
     t = Tensor(target_data.astype(logits.dtype))  # float targets of the logits' dtype
     positive_part = logits.relu()
     softplus = ((-(logits.relu() + (-logits).relu())).exp() + 1.0).log()  # log(1 + exp(-|z|))

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from minirad.autograd import Tensor, array_module, no_grad, to_host
+from minirad.autograd import Array, Tensor, array_module, no_grad, to_host
 
 # ----------------------------------------------------------------------------------------------
 # Optimizers
@@ -261,7 +261,7 @@ def _check_non_negative(name: str, value: float) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:
+def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> Array:
     """Scale all gradients together so that their global L2 norm is at most max_norm.
 
         total = sqrt(sum over parameters p, elements i of grad_p[i]^2)
@@ -272,17 +272,22 @@ def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:
     gradient are skipped. Returns the norm *before* clipping, which is worth logging: steady
     growth of it is the usual sign of a diverging run. The trailing underscore, as in PyTorch,
     says that the gradients are changed in place.
+
+    The norm is returned as a 0-d array where the gradients are, as PyTorch returns a tensor:
+    everything here stays on the device, and `if total > max_norm` in Python would be a
+    device-to-host sync per step. So the factor is applied always, computed with minimum();
+    read the norm with float(total) where it is wanted (one sync).
     """
     _check_positive("max_norm", max_norm)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return 0.0
+        return np.zeros(())
+    xp = array_module(grads[0])
     # Norm of the per-parameter norms == norm of everything: sqrt(sum_p |g_p|^2).
-    total = math.sqrt(sum(float((g * g).sum()) for g in grads))
-    scale = max_norm / (total + 1e-6)
-    if scale < 1.0:
-        for g in grads:
-            g *= scale
+    total = xp.sqrt(sum((g * g).sum() for g in grads))
+    scale = xp.minimum(max_norm / (total + 1e-6), 1.0)
+    for g in grads:
+        g *= scale
     return total
 
 

@@ -215,8 +215,8 @@ def assert_close(actual, expected, tol, where: str) -> None:
     tol is rtol, or (rtol, floor) with the scale max(max|expected|, floor) (see SCALE_FLOOR).
     """
     rtol, floor = tol if isinstance(tol, tuple) else (tol, 0.0)
-    actual_arr = np.asarray(actual)
-    expected_arr = np.asarray(expected)
+    actual_arr = to_numpy(actual)  # a device result is copied back; np.asarray would refuse it
+    expected_arr = to_numpy(expected)
     if actual_arr.shape != expected_arr.shape:
         raise AssertionError(
             f"{where}: shape {actual_arr.shape} differs from expected {expected_arr.shape}"
@@ -242,11 +242,10 @@ def assert_all_close(actuals, expecteds, names, tol, where: str) -> None:
 
 
 def assert_dtype(arrays, dtype, where: str) -> None:
+    """Each array (on the host or a device: only its .dtype is read, no copy) has `dtype`."""
     for i, a in enumerate(arrays):
-        if np.asarray(a).dtype != np.dtype(dtype):
-            raise AssertionError(
-                f"{where}: output {i} has dtype {np.asarray(a).dtype}, not {dtype}"
-            )
+        if np.dtype(a.dtype) != np.dtype(dtype):
+            raise AssertionError(f"{where}: output {i} has dtype {a.dtype}, not {dtype}")
 
 
 def to_numpy(a):

@@ -116,14 +116,37 @@ def unavailable_reason() -> str | None:
 
 
 def xp() -> ModuleType:
-    """The array module of this backend: NumPy under the simulator, CuPy on a GPU."""
-    if simulator_on():
-        return np
+    """The array module of this backend: CuPy on a GPU, NumPy under the simulator.
+
+    Under the simulator CuPy is used where it can allocate: the test suite's device stand-in
+    (tests/device_standin.py) is such a CuPy, and the simulator then runs on device arrays as
+    a GPU would (numba takes CuPy arrays through __cuda_array_interface__). Chosen on the
+    first call (a failed `import cupy` searches the path again each time) and kept.
+    """
+    global _XP
+    if _XP is None:
+        _XP = _choose_array_module()
+    return _XP
+
+
+_XP: ModuleType | None = None
+
+
+def _choose_array_module() -> ModuleType:
     try:
         import cupy
     except ImportError:
         return np
+    if simulator_on() and not _cupy_can_allocate(cupy):
+        return np
     return cupy
+
+
+def _cupy_can_allocate(cupy: ModuleType) -> bool:
+    try:
+        return bool(cupy.is_available())
+    except Exception:  # a CUDA runtime that fails to load raises its own errors
+        return False
 
 
 def array_types() -> tuple[type, ...]:

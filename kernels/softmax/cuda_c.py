@@ -70,16 +70,26 @@ def make_versions(runtime) -> dict:
         def softmax_cross_entropy(logits, targets, ignore_index):
             logits = xp.ascontiguousarray(logits)
             targets = xp.ascontiguousarray(targets, dtype=xp.int64)
-            kept = int((targets != ignore_index).sum())  # M, the rows the mean is over
+            # M, the rows the mean is over, stays on the device: reading it here would stall
+            # the host until the GPU caught up, once per loss. So the kernel writes the
+            # gradient of the *sum* and one multiply on the device divides by M (at least 1:
+            # with no kept row the loss is 0, not 0 / 0).
+            kept = xp.maximum((targets != ignore_index).sum(), 1).astype(logits.dtype)
             N, V = logits.shape
             dlogits = xp.empty_like(logits)
             row_loss = xp.empty(N, dtype=logits.dtype)
-            scalars = (np.int64(ignore_index), np.int32(kept))
-            args = (logits, targets, *scalars, dlogits, row_loss, np.int32(N), np.int32(V))
+            args = (
+                logits,
+                targets,
+                np.int64(ignore_index),
+                dlogits,
+                row_loss,
+                np.int32(N),
+                np.int32(V),
+            )
             launch(f"cross_entropy_rows_{name}_{suffix(logits.dtype)}", name, N, args)
-            # Ignored rows hold a loss of 0; with no kept row at all the loss is 0 (not 0 / 0).
-            loss = row_loss.sum() / kept if kept else 0
-            return xp.asarray(loss, dtype=logits.dtype), dlogits
+            dlogits *= 1 / kept
+            return row_loss.sum() / kept, dlogits  # ignored rows hold a loss of 0
 
         return {
             "softmax": lambda x, axis: softmax_any(x, axis, False),

@@ -9,6 +9,8 @@ Shapes:  x, y, dy, dx of any shape, normalised along `axis` (moved last on the h
     log_softmax backward:  dx = dy - exp(y) * sum_j dy_j
     cross-entropy:  loss = mean over the M kept rows of (m + log sum_j exp(x_j - m) - x_target),
                     dlogits = (softmax(x) - onehot(target)) / M on kept rows, 0 on ignored rows
+                    (the kernels write the gradient of the sum; the host code divides both
+                    by M on the device, so M is never read back)
 
 Every row needs one or two reductions (a max, a sum) before any output can be written. The
 versions differ in who does them:
@@ -24,7 +26,8 @@ versions differ in who does them:
 
 The cross-entropy kernel fuses softmax, the row's loss and its gradient (one row per thread,
 or per block): the probabilities are written straight into dlogits and the softmax Jacobian is
-never formed. The mean over kept rows is finished on the host: sum of the per-row losses / M.
+never formed. The mean over kept rows is finished by the host code, on the device: sum of the
+per-row losses / M.
 
 Launch geometry (THREADS_1D) comes from kernels/runtime/numba_cuda.py; the block version's
 shared-memory arrays need it as a compile-time size, and its tree needs it to be a power of two.
@@ -93,7 +96,7 @@ def _softmax_backward_rows_naive(dy, y, dx, log_output):
 
 
 @numba_cuda.jit
-def _cross_entropy_rows_naive(logits, targets, ignore_index, kept, dlogits, row_loss):
+def _cross_entropy_rows_naive(logits, targets, ignore_index, dlogits, row_loss):
     row = numba_cuda.grid(1)
     if row >= logits.shape[0]:
         return
@@ -105,11 +108,11 @@ def _cross_entropy_rows_naive(logits, targets, ignore_index, kept, dlogits, row_
         return
     m, total = _row_max_and_sum(logits, row)
     row_loss[row] = m + math.log(total) - logits[row, target]
-    # Constants in the logits' dtype: a bare 1 or an int64 M would turn float32 maths to float64.
-    one, zero, M = logits.dtype.type(1), logits.dtype.type(0), logits.dtype.type(kept)
+    # Constants in the logits' dtype: a bare 1 would turn float32 maths to float64.
+    one, zero = logits.dtype.type(1), logits.dtype.type(0)
     for j in range(logits.shape[1]):
         probability = math.exp(logits[row, j] - m) / total
-        dlogits[row, j] = (probability - (one if j == target else zero)) / M
+        dlogits[row, j] = probability - (one if j == target else zero)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,7 +201,7 @@ def _softmax_backward_rows_block(dy, y, dx, log_output):
 
 
 @numba_cuda.jit
-def _cross_entropy_rows_block(logits, targets, ignore_index, kept, dlogits, row_loss):
+def _cross_entropy_rows_block(logits, targets, ignore_index, dlogits, row_loss):
     partial = numba_cuda.shared.array(THREADS_1D, dtype=logits.dtype)
     row, t = numba_cuda.blockIdx.x, numba_cuda.threadIdx.x
     target = targets[row]
@@ -209,10 +212,10 @@ def _cross_entropy_rows_block(logits, targets, ignore_index, kept, dlogits, row_
             row_loss[row] = 0
         return
     m, total = _block_row_max_and_sum(logits, row, partial)
-    one, zero, M = logits.dtype.type(1), logits.dtype.type(0), logits.dtype.type(kept)
+    one, zero = logits.dtype.type(1), logits.dtype.type(0)
     for j in range(t, logits.shape[1], THREADS_1D):
         probability = math.exp(logits[row, j] - m) / total
-        dlogits[row, j] = (probability - (one if j == target else zero)) / M
+        dlogits[row, j] = probability - (one if j == target else zero)
     if t == 0:
         row_loss[row] = m + math.log(total) - logits[row, target]
 
@@ -247,15 +250,18 @@ def _version(per_row: str, rows_kernel, backward_rows_kernel, cross_entropy_kern
     def softmax_cross_entropy(logits, targets, ignore_index):
         logits = xp().ascontiguousarray(logits)
         targets = xp().ascontiguousarray(targets, dtype=xp().int64)
-        kept = int((targets != ignore_index).sum())  # M, the rows the mean is over
+        # M, the rows the mean is over, stays on the device: reading it here would stall the
+        # host until the GPU caught up, once per loss. So the kernel writes the gradient of the
+        # *sum* and one multiply on the device divides by M (at least 1: with no kept row the
+        # loss is 0, not 0 / 0).
+        kept = xp().maximum((targets != ignore_index).sum(), 1).astype(logits.dtype)
         dlogits = xp().empty_like(logits)
         row_loss = xp().empty(logits.shape[0], dtype=logits.dtype)
         _launch(cross_entropy_kernel, per_row, logits.shape[0])(
-            logits, targets, ignore_index, kept, dlogits, row_loss
+            logits, targets, ignore_index, dlogits, row_loss
         )
-        # Ignored rows hold a loss of 0; with no kept row at all the loss is 0 (not 0 / 0).
-        loss = row_loss.sum() / kept if kept else 0
-        return xp().asarray(loss, dtype=logits.dtype), dlogits
+        dlogits *= 1 / kept
+        return row_loss.sum() / kept, dlogits  # ignored rows hold a loss of 0
 
     return {
         "softmax": lambda x, axis: softmax_any(x, axis, False),

@@ -8,9 +8,10 @@
 //   softmax backward:      dx = y * (dy - sum_j dy_j y_j)      (y = softmax(x))
 //   log_softmax backward:  dx = dy - exp(y) * sum_j dy_j        (y = log_softmax(x))
 //   cross-entropy, per row:  row_loss = m + log sum_j exp(x_j - m) - x_target
-//                            dlogits  = (softmax(x) - onehot(target)) / kept
+//                            dlogits  = softmax(x) - onehot(target)
 //                            (both 0 on a row whose target == ignore_index; targets long long;
-//                            the host takes the mean: sum of row_loss / kept)
+//                            the host code takes the mean over the M kept rows, dividing both
+//                            by M on the device: M is never read back to the host)
 // Shifting by the row's max m keeps exp from overflowing (the shift cancels in the ratio).
 // The flag log_output picks log_softmax over softmax in the forward and backward kernels.
 //
@@ -85,7 +86,7 @@ __device__ void softmax_backward_rows_naive(const T* dy, const T* y, T* dx, int 
 
 template <typename T>
 __device__ void cross_entropy_rows_naive(const T* logits, const long long* targets,
-                                         long long ignore_index, int kept, T* dlogits,
+                                         long long ignore_index, T* dlogits,
                                          T* row_loss, int rows, int cols) {
     int r = blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
@@ -101,7 +102,7 @@ __device__ void cross_entropy_rows_naive(const T* logits, const long long* targe
     T m = row_max_and_sum(row, cols, &total);
     row_loss[r] = m + log_t(total) - row[target];
     for (int j = 0; j < cols; ++j)
-        d_row[j] = (exp_t(row[j] - m) / total - (j == target ? T(1) : T(0))) / T(kept);
+        d_row[j] = exp_t(row[j] - m) / total - (j == target ? T(1) : T(0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,7 +186,7 @@ __device__ void softmax_backward_rows_block(const T* dy, const T* y, T* dx, int 
 
 template <typename T>
 __device__ void cross_entropy_rows_block(const T* logits, const long long* targets,
-                                         long long ignore_index, int kept, T* dlogits,
+                                         long long ignore_index, T* dlogits,
                                          T* row_loss, int rows, int cols) {
     __shared__ T partial[THREADS];
     int r = blockIdx.x, t = threadIdx.x;
@@ -201,7 +202,7 @@ __device__ void cross_entropy_rows_block(const T* logits, const long long* targe
     T total;
     T m = block_row_max_and_sum(row, cols, partial, &total);
     for (int j = t; j < cols; j += THREADS)
-        d_row[j] = (exp_t(row[j] - m) / total - (j == target ? T(1) : T(0))) / T(kept);
+        d_row[j] = exp_t(row[j] - m) / total - (j == target ? T(1) : T(0));
     if (t == 0) row_loss[r] = m + log_t(total) - row[target];
 }
 
@@ -232,15 +233,15 @@ extern "C" __global__ void softmax_backward_rows_block_f32(const float* dy, cons
 extern "C" __global__ void softmax_backward_rows_block_f64(const double* dy, const double* y, double* dx, int rows, int cols, int log_output) {
     softmax_backward_rows_block<double>(dy, y, dx, rows, cols, log_output);
 }
-extern "C" __global__ void cross_entropy_rows_naive_f32(const float* logits, const long long* targets, long long ignore_index, int kept, float* dlogits, float* row_loss, int rows, int cols) {
-    cross_entropy_rows_naive<float>(logits, targets, ignore_index, kept, dlogits, row_loss, rows, cols);
+extern "C" __global__ void cross_entropy_rows_naive_f32(const float* logits, const long long* targets, long long ignore_index, float* dlogits, float* row_loss, int rows, int cols) {
+    cross_entropy_rows_naive<float>(logits, targets, ignore_index, dlogits, row_loss, rows, cols);
 }
-extern "C" __global__ void cross_entropy_rows_naive_f64(const double* logits, const long long* targets, long long ignore_index, int kept, double* dlogits, double* row_loss, int rows, int cols) {
-    cross_entropy_rows_naive<double>(logits, targets, ignore_index, kept, dlogits, row_loss, rows, cols);
+extern "C" __global__ void cross_entropy_rows_naive_f64(const double* logits, const long long* targets, long long ignore_index, double* dlogits, double* row_loss, int rows, int cols) {
+    cross_entropy_rows_naive<double>(logits, targets, ignore_index, dlogits, row_loss, rows, cols);
 }
-extern "C" __global__ void cross_entropy_rows_block_f32(const float* logits, const long long* targets, long long ignore_index, int kept, float* dlogits, float* row_loss, int rows, int cols) {
-    cross_entropy_rows_block<float>(logits, targets, ignore_index, kept, dlogits, row_loss, rows, cols);
+extern "C" __global__ void cross_entropy_rows_block_f32(const float* logits, const long long* targets, long long ignore_index, float* dlogits, float* row_loss, int rows, int cols) {
+    cross_entropy_rows_block<float>(logits, targets, ignore_index, dlogits, row_loss, rows, cols);
 }
-extern "C" __global__ void cross_entropy_rows_block_f64(const double* logits, const long long* targets, long long ignore_index, int kept, double* dlogits, double* row_loss, int rows, int cols) {
-    cross_entropy_rows_block<double>(logits, targets, ignore_index, kept, dlogits, row_loss, rows, cols);
+extern "C" __global__ void cross_entropy_rows_block_f64(const double* logits, const long long* targets, long long ignore_index, double* dlogits, double* row_loss, int rows, int cols) {
+    cross_entropy_rows_block<double>(logits, targets, ignore_index, dlogits, row_loss, rows, cols);
 }

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 
 from minirad import functional as F
-from minirad.autograd import Tensor, concatenate, stack
+from minirad.autograd import Tensor, concatenate, like, stack
 from minirad.data.findings import DECISION_THRESHOLD, FINDINGS
 from minirad.data.vocab import PAD_ID
 from minirad.nn.attention import AdditiveAttention
@@ -293,7 +293,7 @@ class ReportModel(Module):
         this model's head reached 0.907 there and 0.916 on the 400 test studies (0.905
         jointly): a smaller gain than PyTorch's run promised, in the same direction.
         """
-        tokens = np.asarray(tokens)
+        tokens = like(tokens, images.data)  # on the images' device (no copy if already there)
         if tokens.ndim != 2 or tokens.shape[0] != images.shape[0] or tokens.shape[1] < 2:
             raise ValueError(
                 f"tokens: expected shape ({images.shape[0]}, T >= 2), got {tokens.shape}"
@@ -319,9 +319,10 @@ class ReportModel(Module):
         if findings is None or self.config.finding_input != "decisions":
             return seen
         expected = encoded.finding_inputs.shape
-        if np.shape(findings) != expected:
-            raise ValueError(f"findings: expected shape {expected}, got {np.shape(findings)}")
-        true_findings = Tensor(np.asarray(findings, dtype=encoded.summary.dtype))
+        findings = like(findings, encoded.summary.data)
+        if tuple(findings.shape) != expected:
+            raise ValueError(f"findings: expected shape {expected}, got {tuple(findings.shape)}")
+        true_findings = Tensor(findings.astype(encoded.summary.dtype))
         return replace(seen, finding_inputs=true_findings)
 
     def _cut_from_encoder(self, encoded: Encoded) -> Encoded:
@@ -356,6 +357,7 @@ class Encoded:
     def select(self, rows: np.ndarray) -> Encoded:
         """The same tensors for the images `rows` (repeats allowed): beam search copies an image
         once per hypothesis. Inference only: no gradient flows through the selection."""
+        rows = like(rows, self.keys.data)  # an index array where the tensors are
         return Encoded(*(Tensor(getattr(self, f.name).data[rows]) for f in fields(self)))
 
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from minirad import functional as F
-from minirad.autograd import Function, Tensor, array_module
+from minirad.autograd import Function, Tensor, array_module, like
 from minirad.nn.module import Module, Parameter
 
 Seed = int | np.random.Generator | None
@@ -175,8 +175,21 @@ class Embedding(Module):
         self.weight = Parameter(table.astype(dtype))
 
     def forward(self, ids) -> Tensor:
-        xp = array_module(self.weight.data)
-        ids = xp.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        """ids (...) integers in [0, num_embeddings), on the host or on the table's device.
+
+        Host ids are checked, then moved to the table's device. Ids already on a device are
+        not read back to be checked: that would be a device-to-host sync per lookup, per
+        decoded word. They come from a batch that was on the host (and is checked there, by
+        this method or by its dataset) or from the model's own argmax over the vocabulary.
+        """
+        ids = ids.data if isinstance(ids, Tensor) else ids
+        if array_module(ids) is np:
+            ids = self._checked(np.asarray(ids))
+        return EmbeddingLookup.apply(
+            self.weight, like(ids, self.weight.data), padding_idx=self.padding_idx
+        )
+
+    def _checked(self, ids: np.ndarray) -> np.ndarray:
         if ids.dtype.kind not in "iu":
             raise ValueError(f"ids: expected integers, got dtype {ids.dtype}")
         # Checked here because a NumPy index out of range would raise IndexError and a negative
@@ -186,7 +199,7 @@ class Embedding(Module):
                 f"ids: values must lie in [0, {self.num_embeddings}), "
                 f"got min {int(ids.min())}, max {int(ids.max())}"
             )
-        return EmbeddingLookup.apply(self.weight, ids, padding_idx=self.padding_idx)
+        return ids
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,6 +251,13 @@ class Dropout(Module):
     Dividing by the keep probability during training keeps E[y] = x, so evaluation needs no
     rescaling: in eval mode (module.eval()) the layer is the identity. `rng` (a seed or a
     Generator) makes the masks reproducible.
+
+    Where the mask is drawn. A mask for a tensor on a GPU must be made on the GPU: drawn on the
+    host it would cost an upload per call, per decoder step. So the host generator draws only
+    one 64-bit key per call, and the mask is computed where x lives, from the key and each
+    element's position, by a counter-based generator (`uniform_from_counter`): the idea of
+    Philox in cuRAND and of JAX's keys. The same key gives the same mask on every backend, and
+    the generator's state (saved by training checkpoints) still says everything.
     """
 
     def __init__(self, p: float = 0.5, rng: Seed = None) -> None:
@@ -249,11 +269,32 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = self.rng.random(x.shape) >= self.p
+        key = int(self.rng.integers(0, 2**63))  # a host number: no transfer
+        keep = uniform_from_counter(array_module(x.data), key, x.shape) >= self.p
         # p = 1 drops everything; the formula would divide by zero.
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        mask = array_module(x.data).asarray(keep * scale, dtype=x.dtype)  # on x's device
-        return x * Tensor(mask)
+        return x * Tensor(keep.astype(x.dtype) * x.dtype.type(scale))
+
+
+# SplitMix64 (Steele, Lea and Flood, 2014), the finaliser of java.util.SplittableRandom: a
+# bijection of 64-bit integers whose outputs pass BigCrush for consecutive inputs.
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15
+_MIX_1, _MIX_2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def uniform_from_counter(xp, key: int, shape: tuple[int, ...]):
+    """U[0, 1) samples of `shape` computed from (key, position): no generator state at all.
+
+    u[i] = splitmix64(key + (i + 1) * gamma) / 2^64 for the flat position i, in uint64
+    arithmetic that wraps modulo 2^64 (the same on NumPy and CuPy, so every backend draws the
+    same numbers), keeping the top 53 bits, which a float64 holds exactly.
+    """
+    u64 = xp.uint64
+    z = (xp.arange(1, math.prod(shape) + 1, dtype=u64) * u64(_GOLDEN_GAMMA)) + u64(key)
+    z = (z ^ (z >> u64(30))) * u64(_MIX_1)
+    z = (z ^ (z >> u64(27))) * u64(_MIX_2)
+    z = z ^ (z >> u64(31))
+    return ((z >> u64(11)).astype(xp.float64) * 2.0**-53).reshape(shape)
 
 
 class Sequential(Module):

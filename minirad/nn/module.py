@@ -21,7 +21,10 @@ from typing import Any, overload
 
 import numpy as np
 
+from minirad import backend, kernels
 from minirad.autograd import Tensor, array_module
+from minirad.backend import to_device
+from minirad.kernels import Ops
 
 
 class Parameter(Tensor):
@@ -142,8 +145,26 @@ class Module:
                     f"the model expects {parameter.dtype}"
                 )
         for name, parameter in own.items():
-            xp = array_module(parameter.data)  # a parameter on the GPU stays there
+            # A parameter on a device stays there: the host array is uploaded, once.
+            xp = array_module(parameter.data)
             parameter.data = xp.array(state[name], copy=True)
+
+    def to(self, backend: str | Ops | None = None) -> Module:
+        """Move every parameter, and its gradient, to where `backend` computes; returns self.
+
+        backend: a backend name ("cupy", "numba", "auto", ...; "cpu" means host memory, as
+        "numpy"), an Ops from minirad.kernels.get, or None for the active backend
+        (minirad.backend.active()). In place, as PyTorch's Module.to: each Parameter object
+        stays the same and only its .data moves, so an optimizer built on model.parameters()
+        keeps working (its moments are created on the first step, where the parameters are).
+        Arrays already there are not copied.
+        """
+        ops = _ops_for(backend)
+        for parameter in self.parameters():
+            parameter.data = to_device(parameter.data, ops)
+            if parameter.grad is not None:
+                parameter.grad = to_device(parameter.grad, ops)
+        return self
 
     def to_dtype(self, dtype) -> Module:
         """Cast every parameter (float32 for speed, float64 for gradient checks)."""
@@ -151,6 +172,17 @@ class Module:
             parameter.data = parameter.data.astype(dtype)
             parameter.grad = None
         return self
+
+
+def _ops_for(backend_: str | Ops | None) -> Ops:
+    """The Ops a Module.to argument names ("cpu" is the host: the numpy backend)."""
+    if backend_ is None:
+        return backend.active()
+    if isinstance(backend_, Ops):
+        return backend_
+    if backend_ == "cpu":
+        return kernels.get("numpy")
+    return kernels.get(backend.resolve(backend_))
 
 
 class ModuleList(Module):

@@ -13,6 +13,10 @@
     minirad report IMAGE_OR_DIR... [--out DIR] [--beam K] [--json]
                        reviewed reports for PNG/JPEG/DICOM files
 
+Every command takes --backend NAME (numpy, numba, cuda, cupy, cuda_c_cpu or auto; default:
+$MINIRAD_BACKEND, else auto, which `minirad doctor` explains): the kernels that compute, and
+with them where the model and the data live (a GPU backend keeps both on the device).
+
 Every command exits 0 on success and 1 with a one-line message on bad input; no traceback.
 """
 
@@ -191,24 +195,56 @@ def flag_for(argument: str) -> str:
     return "--" + argument.replace("_", "-")
 
 
+def _backend_flag() -> argparse.ArgumentParser:
+    """The --backend option, shared by the top level and every command (argparse parents)."""
+    from minirad.kernels import BACKENDS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--backend",
+        choices=(*BACKENDS, "auto"),
+        default=argparse.SUPPRESS,  # absent: $MINIRAD_BACKEND, else auto (minirad.backend)
+        help="the kernels to compute with (default: $MINIRAD_BACKEND, else auto)",
+    )
+    return common
+
+
+def _use_backend(args: argparse.Namespace) -> None:
+    """Switch to the backend --backend names; ValueError (one line) if it cannot run here."""
+    name = getattr(args, "backend", None)
+    if name is not None:
+        from minirad import backend
+
+        backend.use_backend(name)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    common = _backend_flag()
     parser = argparse.ArgumentParser(
-        prog="minirad", description="Deep learning from the inside: kernels to reports."
+        prog="minirad",
+        description="Deep learning from the inside: kernels to reports.",
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"minirad {__version__}")
     parser.set_defaults(run=_summary)
     commands = parser.add_subparsers(title="commands")
-    doctor = commands.add_parser("doctor", help="what this machine offers and why not")
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="what this machine offers and why not"
+    )
     doctor.set_defaults(run=_doctor)
-    data = commands.add_parser("data", help="synthesize and inspect datasets")
+    data = commands.add_parser("data", parents=[common], help="synthesize and inspect datasets")
     data_commands = data.add_subparsers(title="data commands", required=True)
-    synth = data_commands.add_parser("synth", help="write a phantom dataset (R2Gen layout)")
+    synth = data_commands.add_parser(
+        "synth", parents=[common], help="write a phantom dataset (R2Gen layout)"
+    )
     synth.add_argument("--n", type=int, default=100, help="number of images (default 100)")
     synth.add_argument("--seed", type=int, default=0, help="the same seed gives identical files")
     synth.add_argument("--out", required=True, help="a new or empty directory")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels")
     synth.set_defaults(run=_data_synth)
-    demo = commands.add_parser("demo", help="phantoms -> reviewed reports with the bundled model")
+    demo = commands.add_parser(
+        "demo", parents=[common], help="phantoms -> reviewed reports with the bundled model"
+    )
     demo.add_argument(
         "--out", default="minirad-demo", help="folder for the demo (default ./minirad-demo)"
     )
@@ -218,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
-    train = commands.add_parser("train", help="train the report generator on a dataset folder")
+    train = commands.add_parser(
+        "train", parents=[common], help="train the report generator on a dataset folder"
+    )
     train.add_argument("--data", required=True, help="annotation.json folder or IU X-Ray CSVs")
     train.add_argument("--out", required=True, help="MODEL.npz: the best checkpoint")
     # TrainConfig's fields: no defaults here, the dataclass's own apply (see _train).
@@ -235,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from MODEL.npz.last.npz")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="all metrics for a model and two baselines")
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="all metrics for a model and two baselines"
+    )
     evaluate.add_argument("--data", required=True, help="dataset folder (with a train split)")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--model", help="MODEL.npz (default: the bundled weights)")
@@ -247,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(run=_evaluate)
 
-    report = commands.add_parser("report", help="reviewed reports for PNG/JPEG/DICOM images")
+    report = commands.add_parser(
+        "report", parents=[common], help="reviewed reports for PNG/JPEG/DICOM images"
+    )
     report.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     report.add_argument("--out", help="write <name>.txt/.json/.html/.png here")
     report.add_argument("--model", help="MODEL.npz (default: the bundled weights)")
@@ -266,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["bench"]:  # every later option is the benchmark's own
             return _bench(argv[1:])
         args = build_parser().parse_args(argv)
+        _use_backend(args)
         return int(args.run(args))
     except ArgumentError as error:  # the library names its argument; the user gave a flag
         print(f"minirad: error: {flag_for(error.argument)}: {error.reason}", file=sys.stderr)

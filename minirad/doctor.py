@@ -12,7 +12,7 @@ import platform
 import shutil
 import sys
 
-from minirad import kernels
+from minirad import backend, kernels
 
 
 def _module_version(name: str) -> str:
@@ -89,6 +89,9 @@ def report() -> list[tuple[str, str]]:
         rows.append(
             (f"backend {name}", "available" if reason is None else f"unavailable: {reason}")
         )
+    rows.append(("backend auto picks", backend.why_auto()))
+    chosen = os.environ.get("MINIRAD_BACKEND")
+    rows.append(("MINIRAD_BACKEND", f"{chosen} (used instead of auto)" if chosen else "not set"))
     return rows
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from minirad import backend, kernels, nn
 from minirad.autograd import Tensor, array_module, to_host
+from minirad.backend import to_device
 
 torch = pytest.importorskip("torch")
 
@@ -87,22 +88,6 @@ class TorchCaptioner(torch.nn.Module):
         return self.loss(self.decoder(output).reshape(-1, V), tokens[:, 1:].reshape(-1))
 
 
-def array_namespace(name: str):
-    """cupy for the GPU backend, numpy for the CPU ones."""
-    if name == "cupy":
-        import cupy
-
-        return cupy
-    return np
-
-
-def on_device(model: nn.Module, xp) -> nn.Module:
-    """Move every parameter to xp's device (a no-op for NumPy)."""
-    for parameter in model.parameters():
-        parameter.data = xp.asarray(parameter.data)
-    return model
-
-
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("name", BACKENDS)
 def test_cnn_encoder_recurrent_decoder_matches_torch(name, kind):
@@ -117,10 +102,9 @@ def test_cnn_encoder_recurrent_decoder_matches_torch(name, kind):
     theirs = TorchCaptioner(kind).double()
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
 
-    xp = array_namespace(name)
     with backend.use_backend(name):
-        on_device(ours, xp)
-        loss = ours(Tensor(xp.asarray(images)), xp.asarray(tokens))
+        ours.to()  # the parameters onto the backend's device (nothing to do on the CPU ones)
+        loss = ours(Tensor(to_device(images)), to_device(tokens))
         loss.backward()
 
     expected = theirs(torch.from_numpy(images), torch.from_numpy(tokens))
@@ -160,14 +144,13 @@ def test_additive_attention_matches_torch(name):
     theirs = TorchAdditiveAttention(3, 4, 6).double()
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
 
-    xp = array_namespace(name)
     with backend.use_backend(name):
-        on_device(ours, xp)
-        q, k = (Tensor(xp.asarray(a), requires_grad=True) for a in (query, keys))
-        context, alpha = ours(q, k, xp.asarray(mask))
+        ours.to()
+        q, k = (Tensor(to_device(a), requires_grad=True) for a in (query, keys))
+        context, alpha = ours(q, k, to_device(mask))
         (
-            (context * Tensor(xp.asarray(weights[0]))).sum()
-            + (alpha * Tensor(xp.asarray(weights[1]))).sum()
+            (context * Tensor(to_device(weights[0]))).sum()
+            + (alpha * Tensor(to_device(weights[1]))).sum()
         ).backward()
 
     tq, tk = (torch.from_numpy(a).requires_grad_() for a in (query, keys))

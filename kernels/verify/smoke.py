@@ -26,8 +26,8 @@ def exercise_every_op(backend: str, dtypes=(np.float32, np.float64)) -> dict[str
             ops = kernels.get(backend, **{family: version})
             for dtype in dtypes:
 
-                def a(*shape, dtype=dtype):
-                    return rng.standard_normal(shape).astype(dtype)
+                def a(*shape, dtype=dtype, xp=ops.xp):  # made where the backend computes
+                    return xp.asarray(rng.standard_normal(shape).astype(dtype))
 
                 exercise(ops, family, a)
         seconds[family] = time.perf_counter() - start
@@ -62,4 +62,4 @@ def exercise(ops: kernels.Ops, family: str, a: Callable[..., np.ndarray]) -> Non
         ops.softmax_backward(x, y, -1)
         y = ops.log_softmax(x, -1)
         ops.log_softmax_backward(x, y, -1)
-        ops.softmax_cross_entropy(x, np.array([0, -100]), -100)
+        ops.softmax_cross_entropy(x, ops.xp.asarray(np.array([0, -100])), -100)

@@ -28,7 +28,9 @@ from tqdm import tqdm
 
 from minirad import functional as F
 from minirad.autograd import Tensor, no_grad
+from minirad.backend import to_device
 from minirad.models.classifier import CNNClassifier
+from minirad.models.running import SHOW_EVERY, RunningSums
 from minirad.optim import Adam, CosineAnnealingLR, Optimizer
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -116,7 +118,7 @@ def train_classifier(
     if len(classes) != 2:
         raise ValueError(f"root: a binary classifier needs 2 class folders, found {classes}")
     rng = np.random.default_rng(seed)  # one stream: initial weights, then the shuffles
-    model = CNNClassifier(in_channels=1, image_size=size, rng=rng)
+    model = CNNClassifier(in_channels=1, image_size=size, rng=rng).to()  # the active backend
     optimizer = Adam(model.parameters(), lr=lr)
     schedule = CosineAnnealingLR(optimizer, T_max=epochs)
     history = History(classes)
@@ -144,21 +146,25 @@ def train_one_epoch(
     """
     order = rng.permutation(len(labels))
     starts = range(0, len(order), batch_size)
-    total_loss, correct = 0.0, 0
+    sums = RunningSums("loss", "correct")  # kept on the device: see minirad.models.running
     # disable=None: a bar on a terminal, silence in logs and tests (no TTY).
     with tqdm(starts, desc=f"epoch {epoch + 1}", unit="batch", disable=None, leave=False) as bar:
         for start in bar:
             batch = order[start : start + batch_size]
-            t = labels[batch].astype(np.float32)
+            x = to_device(images[batch])  # the batch's one trip to the device
+            t = to_device(labels[batch].astype(np.float32))
             optimizer.zero_grad()
-            logits = model(Tensor(images[batch]))
+            logits = model(Tensor(x))
             loss = F.binary_cross_entropy_with_logits(logits, Tensor(t))
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(batch)
-            correct += int(np.sum((logits.numpy() > 0) == (t == 1)))  # z > 0 <=> sigmoid(z) > 1/2
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    return total_loss / len(labels), correct / len(labels)
+            # z > 0 <=> sigmoid(z) > 1/2: the predicted class; its mean is the batch accuracy
+            accuracy = ((logits.data > 0) == (t == 1)).mean()
+            sums.add(len(batch), loss=loss.data, correct=accuracy)
+            if sums.batches % SHOW_EVERY == 0:
+                bar.set_postfix(loss=sums.text()["loss"])
+    means = sums.means()
+    return means["loss"], means["correct"]
 
 
 def evaluate_accuracy(
@@ -166,10 +172,12 @@ def evaluate_accuracy(
 ) -> float:
     """The fraction of images (N, 1, H, W) whose predicted class (logit > 0) equals the label."""
     model.eval()
-    correct = 0
+    sums = RunningSums("correct")
     with no_grad():
         for start in range(0, len(labels), batch_size):
-            logits = model(Tensor(images[start : start + batch_size])).numpy()
-            correct += int(np.sum((logits > 0) == (labels[start : start + batch_size] == 1)))
+            x = to_device(images[start : start + batch_size])
+            t = to_device(labels[start : start + batch_size])
+            predicted = model(Tensor(x)).data > 0
+            sums.add(len(t), correct=(predicted == (t == 1)).mean())
     model.train()
-    return correct / len(labels)
+    return sums.means()["correct"]

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from minirad import functional as F
 from minirad.autograd import Tensor
-from minirad.backend import small_blas
+from minirad.backend import small_blas, to_device
 from minirad.data.datasets import Record
 from minirad.data.vocab import Vocabulary
 from minirad.errors import ArgumentError
@@ -52,6 +52,7 @@ from minirad.metrics import clinical_scores, labels_from_reports, nlg_scores
 from minirad.models.report_checkpoint import load_report_model, save_report_model
 from minirad.models.report_data import ReportArrays, read_records, split
 from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
+from minirad.models.running import SHOW_EVERY, RunningSums
 from minirad.optim import Adam, CosineAnnealingLR, clip_grad_norm_
 from minirad.report.decoding import generate
 
@@ -249,6 +250,7 @@ def _fresh(train_records: list[Record], config: TrainConfig) -> TrainingState:
         "shuffle": np.random.default_rng([config.seed, 1]),  # the batch order
     }
     model = ReportModel(model_config, rng=rngs["init"])  # Dropout keeps drawing from "init"
+    model.to()  # onto the active backend's device, before the optimizer makes its moments there
     optimizer = Adam(model.parameters(), lr=config.lr)
     return TrainingState(model, vocab, optimizer, History(), rngs)
 
@@ -288,18 +290,21 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
     warming_up = epoch <= config.warmup_epochs
     order = rng.permutation(len(train))
     starts = range(0, len(order), config.batch_size)
-    words_total = findings_total = 0.0
+    # Sums kept on the device and read every SHOW_EVERY batches (minirad.models.running): a
+    # training step copies its batch in and nothing out.
+    sums = RunningSums("words", "findings")
     bar = tqdm(
         starts, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=None, leave=False
     )
     with bar:
         for start in bar:
             rows = order[start : start + config.batch_size]
-            images, tokens, findings = train.batch(rows)
+            images, tokens, findings = (to_device(a) for a in train.batch(rows))
             optimizer.zero_grad()
             if warming_up:  # the encoder and the finding head only: no decoder, no words
                 finding_logits = model.encode(Tensor(images)).finding_logits
                 loss = finding = F.binary_cross_entropy_with_logits(finding_logits, findings)
+                sums.add(len(rows), findings=finding.data)
             else:
                 word_logits, finding_logits = model(
                     Tensor(images), tokens, findings, config.encoder_learns_from_words
@@ -307,16 +312,14 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
                 loss, words, finding = report_loss(
                     word_logits, finding_logits, tokens[:, 1:], findings, config.finding_weight
                 )
-                words_total += words.item() * len(rows)
+                sums.add(len(rows), words=words.data, findings=finding.data)
             loss.backward()
             clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
-            findings_total += finding.item() * len(rows)
-            bar.set_postfix(
-                words=f"{words_total / (start + len(rows)):.3f}", findings=f"{finding.item():.3f}"
-            )
-    words_mean = math.nan if warming_up else words_total / len(train)
-    return words_mean, findings_total / len(train)
+            if sums.batches % SHOW_EVERY == 0:
+                bar.set_postfix(sums.text())
+    means = sums.means(len(train))
+    return (math.nan if warming_up else means["words"]), means["findings"]
 
 
 def validate(model: ReportModel, vocab: Vocabulary, val: ReportArrays) -> tuple[float, float]:

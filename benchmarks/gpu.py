@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 
@@ -331,6 +332,19 @@ def row(case: str, backend: str, version: str, t: Timing, peer: Timing | None) -
     )
 
 
+def timed_or_note(make, target: Target, reps: int, budget: Budget, notes: list[str], what: str):
+    """measure(make()), or None with a note saying why it could not run: one failing version
+    must not cost the rest of a GPU session's table."""
+    share = budget.next_share()
+    try:
+        return measure(make(), target.synchronize, reps, share)
+    except NotImplementedError as error:
+        notes.append(f"{what}: not timed: {error}")
+    except Exception as error:
+        notes.append(f"{what}: failed: {type(error).__name__}: {str(error)[:300]}")
+    return None
+
+
 HEADER = [
     "| case | backend | version | median ms | min ms | max ms | reps | torch median ms | ratio |",
     "|---|---|---|---:|---:|---:|---:|---:|---:|",
@@ -360,9 +374,12 @@ def benchmark(target: Target, reps: int, seconds: float) -> tuple[list[str], lis
             peer = measure(fn, torch_sync, reps, budget.next_share())
         for backend in target.backends:
             for version in versions[backend][family]:
-                fn = workload(kernels.get(backend, **{family: version}), family, p, target.xp)
-                timing = measure(fn, target.synchronize, reps, budget.next_share())
-                emit(row(name, backend, version, timing, peer))
+                ops = kernels.get(backend, **{family: version})
+                make = partial(workload, ops, family, p, target.xp)
+                what = f"{name} on {backend} {version}"
+                timed = timed_or_note(make, target, reps, budget, notes, what)
+                if timed:
+                    emit(row(name, backend, version, timed, peer))
 
     config = model_config(target.model)
     from minirad.models.train_report import TrainConfig
@@ -375,14 +392,10 @@ def benchmark(target: Target, reps: int, seconds: float) -> tuple[list[str], lis
         fn = torch_training_step(config, batch, target.torch_device)
         peer = measure(fn, torch_sync, reps, budget.next_share())
     for backend in target.backends:
-        try:
-            fn = training_step(backend, config, batch)
-        except NotImplementedError as error:
-            notes.append(f"{case} on {backend}: not timed: {error}")
-            budget.next_share()
-            continue
-        timing = measure(fn, target.synchronize, reps, budget.next_share())
-        emit(row(case, backend, "-", timing, peer))
+        make = partial(training_step, backend, config, batch)
+        timed = timed_or_note(make, target, reps, budget, notes, f"{case} on {backend}")
+        if timed:
+            emit(row(case, backend, "-", timed, peer))
     if not have_torch:
         notes.append(f"no PyTorch for {target.torch_device}: no peer column")
     return rows, notes

@@ -110,3 +110,13 @@ def test_training_step_needs_the_device_api_or_runs_on_a_device_backend(gpu_scri
             gpu_script.training_step("cuda_c_cpu", config, batch)
         return
     gpu_script.training_step("cuda_c_cpu", config, batch)()
+
+
+def test_a_failing_workload_becomes_a_note_not_a_crash(gpu_script):
+    def broken():
+        raise RuntimeError("CUDA_ERROR_LAUNCH_FAILED")
+
+    notes: list[str] = []
+    target, budget = gpu_script.dry_run_target(), gpu_script.Budget(1.0, 1)
+    assert gpu_script.timed_or_note(broken, target, 3, budget, notes, "conv2d on cupy") is None
+    assert notes == ["conv2d on cupy: failed: RuntimeError: CUDA_ERROR_LAUNCH_FAILED"]

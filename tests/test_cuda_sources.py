@@ -1,7 +1,8 @@
 """The CUDA C sources: valid CUDA for nvcc, runnable in the emulation, and checkable by it.
 
 `nvcc -ptx -arch=sm_75` needs no GPU, so every .cu is compiled by the real toolchain here
-(skipped cleanly where nvcc is absent). The numerical checks of the kernels themselves are in
+(skipped cleanly where nvcc is absent); sm_90, NVRTC with CuPy's options and the resource limits
+ptxas reports are checked in test_gpu_compile.py. The numerical checks of the kernels are in
 test_kernels.py (backend cuda_c_cpu); this file tests the emulation's power to catch the
 classic GPU bug, a missing __syncthreads(), so that a green run means something.
 """

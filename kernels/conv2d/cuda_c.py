@@ -25,6 +25,8 @@ Versions (the kernels are in conv2d.cu, whose opening comment explains them):
 
 Every launch allocates its output, makes its inputs C-contiguous (the kernels index flat
 buffers) and passes sizes as np.int32 (the kernels' `int`). No bias is passed as a zero bias.
+The sizes are checked first, from the shapes, against what int indices reach
+(grids.check_int_indices): an array too large is refused before anything is copied.
 """
 
 from __future__ import annotations
@@ -68,12 +70,12 @@ def make_versions(runtime) -> dict:
         runtime.load(SOURCE).launch(f"conv2d_{kernel}_{suffix(dtype)}", grid, block, args)
 
     def forward(version: str, x, w, b, stride: Pair, padding: Pair):
-        x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
         N, _, H, W = x.shape
         K, _, R, S = w.shape
-        b = xp.zeros(K, dtype=x.dtype) if b is None else xp.ascontiguousarray(b)
         P, Q = conv2d_output_size(H, W, R, S, stride, padding)
-        check_int_indices(SOURCE.name, x=x.size, w=w.size, y=N * K * P * Q)
+        check_int_indices(SOURCE.name, x=x.size, w=w.size, y=N * K * P * Q)  # before any copy
+        x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
+        b = xp.zeros(K, dtype=x.dtype) if b is None else xp.ascontiguousarray(b)
         y = xp.empty((N, K, P, Q), dtype=x.dtype)
         # naive: one thread per element of y; tiled: one block per tile of Y (K x N*P*Q)
         geometry = grid_1d(y.size, THREADS) if version == "naive" else grid_2d(K, N * P * Q, TILE)
@@ -82,11 +84,11 @@ def make_versions(runtime) -> dict:
         return y
 
     def backward(version: str, dy, x, w, stride: Pair, padding: Pair):
+        check_int_indices(SOURCE.name, dy=dy.size, x=x.size, w=w.size)  # before any copy
         dy, x, w = (xp.ascontiguousarray(a) for a in (dy, x, w))
         N, C, H, W = x.shape
         K, _, R, S = w.shape
         P, Q = dy.shape[2], dy.shape[3]
-        check_int_indices(SOURCE.name, dy=dy.size, x=x.size, w=w.size)
         dx = xp.empty(x.shape, dtype=x.dtype)
         sizes = conv_sizes(x.shape, w.shape, stride, padding)
         db_sizes = (np.int32(N), np.int32(K), np.int32(P * Q))

@@ -19,6 +19,10 @@
 //                 memory, and waits again before the tile is overwritten. Each global element
 //                 is now read M/TILE (or N/TILE) times instead of M (N) times.
 //
+// Indices are int, as in conv2d.cu: every array must stay below 2^31 elements; the host code
+// (cuda_c.py) refuses larger ones from their shapes, before it copies or allocates anything
+// (grids.check_int_indices).
+//
 // Every kernel exists for float (suffix _f32) and double (_f64): the body is a template, the
 // extern "C" entry points give the launchers plain names. Build check: nvcc -ptx -arch=sm_75.
 // Tested on the CPU through runtime/cuda_emu.h (g++), run on a GPU through CuPy.

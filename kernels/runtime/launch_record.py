@@ -94,15 +94,17 @@ def recording_runtime(launches: list[Launch]) -> CudaCRuntime:
 
 
 def recording_ops(launches: list[Launch], **versions: str) -> kernels.Ops:
-    """Every op of the CUDA C backends, a version chosen per op folder if given, recording.
+    """Every op of the CUDA C backends, a version chosen per op folder if given, recording."""
+    return cuda_c_ops(recording_runtime(launches), **versions)
 
-    The tables are built as kernels.get builds the emulation's (BackendSpec.version_table),
-    with the recording runtime in place of the emulation's.
-    """
-    runtime = recording_runtime(launches)
+
+def cuda_c_ops(runtime: CudaCRuntime, **versions: str) -> kernels.Ops:
+    """Every op of the CUDA C host code (the cuda_c.py files) on `runtime`, whose arrays are
+    NumPy's. The tables are built as kernels.get builds the emulation's
+    (BackendSpec.version_table), with `runtime` in place of the emulation's."""
     spec = replace(kernels.BACKENDS["cuda_c_cpu"], runtime=lambda: runtime)
     tables = {family: spec.version_table(family) for family in kernels.FAMILIES}
-    return kernels.Ops("recording", tables, (np.ndarray,), versions)
+    return kernels.Ops(runtime.name, tables, (np.ndarray,), versions)
 
 
 def distinct(launches: list[Launch]) -> list[tuple[Launch, int]]:

@@ -113,7 +113,7 @@ def dy_reaching(dy, n, k, h, w, r, s, sh, sw, ph, pw):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _forward_naive(x, w, b, y, sh, sw, ph, pw):
     i = numba_cuda.grid(1)
     if i < y.size:
@@ -129,7 +129,7 @@ def _forward_naive(x, w, b, y, sh, sw, ph, pw):
         y[n, k, p, q] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _dx_naive(dy, w, dx, sh, sw, ph, pw):
     # Gather, not scatter: thread (n, c, h, w) collects every dy that pixel fed, so no two
     # threads write the same dx element.
@@ -147,7 +147,7 @@ def _dx_naive(dy, w, dx, sh, sw, ph, pw):
         dx[n, c, h, v] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _dw_naive(dy, x, dw, sh, sw, ph, pw):
     i = numba_cuda.grid(1)
     if i < dw.size:
@@ -163,7 +163,7 @@ def _dw_naive(dy, x, dw, sh, sw, ph, pw):
         dw[k, c, r, s] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _db_naive(dy, db):
     k = numba_cuda.grid(1)
     if k < db.size:
@@ -185,7 +185,7 @@ def _db_naive(dy, db):
 # the same trip count in every thread: no thread may skip a syncthreads().
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _forward_tiled(x, w, b, y, sh, sw, ph, pw):
     """Y[k, npq] = sum_crs W[k, crs] * X_col[crs, npq]."""
     w_tile = numba_cuda.shared.array((TILE, TILE), dtype=w.dtype)  # W[k, crs slice]
@@ -218,7 +218,7 @@ def _forward_tiled(x, w, b, y, sh, sw, ph, pw):
             y[n, k, p, q] = total + b[k]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _dx_tiled(dy, w, dx, sh, sw, ph, pw):
     """dX[c, nhw] = sum_krs W[k, crs] * dY_col[krs, nhw]."""
     w_tile = numba_cuda.shared.array((TILE, TILE), dtype=w.dtype)  # W[krs slice, c], transposed
@@ -258,7 +258,7 @@ def slice_end(z, slice_length, NPQ):
     return NPQ if NPQ - first <= slice_length else first + slice_length
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _dw_tiled(dy, x, by_slice, slice_length, sh, sw, ph, pw):
     """by_slice[z, k, c, r, s] = sum over npq in slice z of dY[k, npq] * X_col[crs, npq].
 
@@ -296,7 +296,7 @@ def _dw_tiled(dy, x, by_slice, slice_length, sh, sw, ph, pw):
             by_slice[z, k, c, r, s] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _db_tiled(dy, by_slice, slice_length):
     """by_slice[z, k] = the sum of dy over channel k and slice z of npq, by block (k, z):
     strided partial sums, then a tree of pairwise adds in shared memory."""
@@ -320,7 +320,7 @@ def _db_tiled(dy, by_slice, slice_length):
         by_slice[z, k] = sums[0]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _sum_slices(by_slice, out):
     """out[i] = sum_z by_slice[z, i], z = 0, 1, ... in this order: the same bits every run.
 

@@ -28,7 +28,7 @@ from minirad.kernels.runtime.numba_cuda import TILE, cuda, grid_1d, grid_2d, xp
 numba_cuda = cuda()
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _matmul_naive(A, B, C):
     n, m_first = numba_cuda.grid(2)  # x runs along the columns of C, y along its rows
     rows_apart = numba_cuda.gridDim.y * numba_cuda.blockDim.y  # rows beyond grid.y: loop
@@ -40,7 +40,7 @@ def _matmul_naive(A, B, C):
             C[m, n] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _matmul_tiled(A, B, C):
     A_tile = numba_cuda.shared.array((TILE, TILE), dtype=A.dtype)
     B_tile = numba_cuda.shared.array((TILE, TILE), dtype=B.dtype)
@@ -65,14 +65,14 @@ def _matmul_tiled(A, B, C):
             C[m, n] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _add_bias(y, b):
     i = numba_cuda.grid(1)
     if i < y.size:
         y[i // y.shape[1], i % y.shape[1]] += b[i % y.shape[1]]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _column_sums(dy, db):
     col = numba_cuda.grid(1)  # consecutive threads read consecutive columns of each row
     if col < dy.shape[1]:

@@ -40,9 +40,9 @@
 //          R-1-ph rows and S-1-pw columns, with the window flipped: dx is the convolution of dy
 //          with the flipped kernel, channels swapped. With stride > 1 most entries of dY_col
 //          are the zeros between strided outputs, multiplied for nothing (sh*sw times the
-//          work), but the result is right. db: one block per channel; each thread sums a
-//          strided share of dy, then the block adds the partial sums pairwise in shared memory
-//          (a tree of log2(THREADS) steps).
+//          work), but the result is right. db: one block per channel (and per slice, below);
+//          each thread sums a strided share of dy, then the block adds the partial sums
+//          pairwise in shared memory (a tree of log2(THREADS) steps).
 //          dw and db split their long sum across blocks. dW is a small matrix (K x CRS: 8 x 9
 //          for a first layer) summed over a long npq (N*P*Q: 524,288 at a batch of 32 images
 //          of 128 x 128): one block per tile of dW would be ONE block walking 32,768 tile
@@ -65,6 +65,7 @@
 //
 // Indices are int: every array (and every flat index plus one loop step) must stay below
 // 2^31; the host refuses larger arrays before it allocates anything (grids.check_int_indices).
+//
 // Every kernel exists for float (_f32) and double (_f64): the bodies are templates, the
 // extern "C" entry points give the launchers plain names. Build check:
 //   nvcc -ptx -arch=sm_75 kernels/conv2d/conv2d.cu -o /tmp/conv2d.ptx

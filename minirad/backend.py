@@ -93,9 +93,18 @@ def use_backend(name: str, **versions: str) -> _Switch:
     Usable as a statement (switches for good) or as a context manager (switches back on exit).
     Raises ValueError, naming the reason, when the backend cannot run here.
     """
+    return use_ops(kernels.get(resolve(name), **versions))
+
+
+def use_ops(ops: kernels.Ops) -> _Switch:
+    """Make an Ops object the engine's kernels, as use_backend does for a named backend.
+
+    For an Ops assembled by hand rather than by kernels.get: the launch recorder
+    (kernels/runtime/launch_record.py) runs a training step through one to see its launches.
+    """
     global _active
     previous = _active
-    _active = kernels.get(resolve(name), **versions)
+    _active = ops
     return _Switch(previous)
 
 

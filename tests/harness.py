@@ -195,7 +195,8 @@ def _gpu_block_widths(impl: Impl, tile: int, threads: int) -> dict[str, tuple[in
     work into blocks of `threads`."""
     if impl.family == "conv2d":
         # tiled: K x NPQ (forward), C x NHW (dx), K x CRS (dw) tiles; db one block per channel
-        # striding over N*P*Q. naive: one thread per output element, a 1-D grid.
+        # striding over N*P*Q; dw and db cut N*P*Q into slices when it is long (checked in
+        # tests/test_geometry.py). naive: one thread per output element, a 1-D grid.
         if impl.version == "naive":
             return {"pixels": (threads,)}
         return {"channels": (tile,), "pixels": (tile, threads)}

@@ -42,8 +42,19 @@ Versions:
            zeros between strided outputs, multiplied for nothing (sh*sw times the work), but
            the result is right. db: one block per channel, each thread sums a strided share,
            then the block adds the partial sums pairwise in shared memory (a tree, log2 steps).
+           dw and db split their long sum over npq across blocks: dW is small (K x CRS, 8 x 9
+           in a first layer) and npq long (N*P*Q, 524,288 for 32 images of 128 x 128), so one
+           block per tile of dW would leave all but a few SMs idle. The sum is cut into
+           `slices` slices (grid.z for dw, grid.y for db), each block writes the partial sum of
+           its slice, and `_sum_slices` adds the slices of each element in order z = 0, 1, ...
+           Two passes rather than atomic adds into a zeroed dw: atomics from different blocks
+           land in a different order on every run, and float addition is not associative, so
+           the fixed order is what makes dw the same bits every run. The slice count comes from
+           the work size (grids.split_reduction); with one slice the tile goes straight to dw.
 
 Launch geometry (TILE, THREADS_1D, grid_1d, grid_2d) comes from kernels/runtime/numba_cuda.py.
+The tiled kernels put the rows of their result (channels) on grid.y, which grid_2d caps at
+the 65,535 blocks CUDA allows there: each block loops over row tiles gridDim.y apart.
 The kernels index 4-D arrays (Numba reads them through their strides), so the flat indices of
 the column matrices are unravelled into (n, c, h, w)-style indices with `unravel3`.
 """
@@ -51,6 +62,7 @@ the column matrices are unravelled into (n, c, h, w)-style indices with `unravel
 from __future__ import annotations
 
 from minirad.kernels._check import Pair, conv2d_output_size
+from minirad.kernels.runtime.grids import MIN_SLICE_STEPS, split_reduction
 from minirad.kernels.runtime.numba_cuda import THREADS_1D, TILE, cuda, grid_1d, grid_2d, xp
 
 numba_cuda = cuda()
@@ -101,7 +113,7 @@ def dy_reaching(dy, n, k, h, w, r, s, sh, sw, ph, pw):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _forward_naive(x, w, b, y, sh, sw, ph, pw):
     i = numba_cuda.grid(1)
     if i < y.size:
@@ -117,7 +129,7 @@ def _forward_naive(x, w, b, y, sh, sw, ph, pw):
         y[n, k, p, q] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _dx_naive(dy, w, dx, sh, sw, ph, pw):
     # Gather, not scatter: thread (n, c, h, w) collects every dy that pixel fed, so no two
     # threads write the same dx element.
@@ -135,7 +147,7 @@ def _dx_naive(dy, w, dx, sh, sw, ph, pw):
         dx[n, c, h, v] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _dw_naive(dy, x, dw, sh, sw, ph, pw):
     i = numba_cuda.grid(1)
     if i < dw.size:
@@ -151,7 +163,7 @@ def _dw_naive(dy, x, dw, sh, sw, ph, pw):
         dw[k, c, r, s] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _db_naive(dy, db):
     k = numba_cuda.grid(1)
     if k < db.size:
@@ -173,122 +185,153 @@ def _db_naive(dy, db):
 # the same trip count in every thread: no thread may skip a syncthreads().
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _forward_tiled(x, w, b, y, sh, sw, ph, pw):
     """Y[k, npq] = sum_crs W[k, crs] * X_col[crs, npq]."""
     w_tile = numba_cuda.shared.array((TILE, TILE), dtype=w.dtype)  # W[k, crs slice]
     x_tile = numba_cuda.shared.array((TILE, TILE), dtype=x.dtype)  # X_col[crs slice, npq]
     tx, ty = numba_cuda.threadIdx.x, numba_cuda.threadIdx.y
     npq = numba_cuda.blockIdx.x * TILE + tx  # this thread's column of Y
-    k = numba_cuda.blockIdx.y * TILE + ty  # this thread's row of Y
     N, K, P, Q = y.shape
     C, R, S = w.shape[1], w.shape[2], w.shape[3]
     CRS, NPQ = C * R * S, N * P * Q
     zero = y.dtype.type(0)
-    total = zero
-    for i0 in range(0, CRS, TILE):
-        w_tile[ty, tx] = zero
-        if k < K and i0 + tx < CRS:
-            c, r, s = unravel3(i0 + tx, R, S)
-            w_tile[ty, tx] = w[k, c, r, s]
-        x_tile[ty, tx] = zero
-        if i0 + ty < CRS and npq < NPQ:
-            c, r, s = unravel3(i0 + ty, R, S)
+    for k0 in range(numba_cuda.blockIdx.y * TILE, K, numba_cuda.gridDim.y * TILE):  # row tiles
+        k = k0 + ty  # this thread's row of Y
+        total = zero
+        for i0 in range(0, CRS, TILE):
+            w_tile[ty, tx] = zero
+            if k < K and i0 + tx < CRS:
+                c, r, s = unravel3(i0 + tx, R, S)
+                w_tile[ty, tx] = w[k, c, r, s]
+            x_tile[ty, tx] = zero
+            if i0 + ty < CRS and npq < NPQ:
+                c, r, s = unravel3(i0 + ty, R, S)
+                n, p, q = unravel3(npq, P, Q)
+                x_tile[ty, tx] = x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw)
+            numba_cuda.syncthreads()  # tiles complete before anyone reads them
+            for i in range(TILE):
+                total += w_tile[ty, i] * x_tile[i, tx]
+            numba_cuda.syncthreads()  # all reads done before the next tiles overwrite these
+        if k < K and npq < NPQ:
             n, p, q = unravel3(npq, P, Q)
-            x_tile[ty, tx] = x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw)
-        numba_cuda.syncthreads()  # tiles complete before anyone reads them
-        for i in range(TILE):
-            total += w_tile[ty, i] * x_tile[i, tx]
-        numba_cuda.syncthreads()  # all reads done before the next tiles overwrite these
-    if k < K and npq < NPQ:
-        n, p, q = unravel3(npq, P, Q)
-        y[n, k, p, q] = total + b[k]
+            y[n, k, p, q] = total + b[k]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _dx_tiled(dy, w, dx, sh, sw, ph, pw):
     """dX[c, nhw] = sum_krs W[k, crs] * dY_col[krs, nhw]."""
     w_tile = numba_cuda.shared.array((TILE, TILE), dtype=w.dtype)  # W[krs slice, c], transposed
     dy_tile = numba_cuda.shared.array((TILE, TILE), dtype=dy.dtype)  # dY_col[krs slice, nhw]
     tx, ty = numba_cuda.threadIdx.x, numba_cuda.threadIdx.y
     nhw = numba_cuda.blockIdx.x * TILE + tx  # this thread's column of dX
-    c = numba_cuda.blockIdx.y * TILE + ty  # this thread's row of dX
     N, C, H, W = dx.shape
     K, R, S = w.shape[0], w.shape[2], w.shape[3]
     KRS, NHW = K * R * S, N * H * W
     zero = dx.dtype.type(0)
-    total = zero
-    for i0 in range(0, KRS, TILE):
-        w_tile[ty, tx] = zero
-        if c < C and i0 + tx < KRS:
-            k, r, s = unravel3(i0 + tx, R, S)
-            w_tile[ty, tx] = w[k, c, r, s]
-        dy_tile[ty, tx] = zero
-        if i0 + ty < KRS and nhw < NHW:
-            k, r, s = unravel3(i0 + ty, R, S)
+    for c0 in range(numba_cuda.blockIdx.y * TILE, C, numba_cuda.gridDim.y * TILE):  # row tiles
+        c = c0 + ty  # this thread's row of dX
+        total = zero
+        for i0 in range(0, KRS, TILE):
+            w_tile[ty, tx] = zero
+            if c < C and i0 + tx < KRS:
+                k, r, s = unravel3(i0 + tx, R, S)
+                w_tile[ty, tx] = w[k, c, r, s]
+            dy_tile[ty, tx] = zero
+            if i0 + ty < KRS and nhw < NHW:
+                k, r, s = unravel3(i0 + ty, R, S)
+                n, h, v = unravel3(nhw, H, W)
+                dy_tile[ty, tx] = dy_reaching(dy, n, k, h, v, r, s, sh, sw, ph, pw)
+            numba_cuda.syncthreads()
+            for i in range(TILE):
+                total += w_tile[ty, i] * dy_tile[i, tx]
+            numba_cuda.syncthreads()
+        if c < C and nhw < NHW:
             n, h, v = unravel3(nhw, H, W)
-            dy_tile[ty, tx] = dy_reaching(dy, n, k, h, v, r, s, sh, sw, ph, pw)
-        numba_cuda.syncthreads()
-        for i in range(TILE):
-            total += w_tile[ty, i] * dy_tile[i, tx]
-        numba_cuda.syncthreads()
-    if c < C and nhw < NHW:
-        n, h, v = unravel3(nhw, H, W)
-        dx[n, c, h, v] = total
+            dx[n, c, h, v] = total
 
 
-@numba_cuda.jit
-def _dw_tiled(dy, x, dw, sh, sw, ph, pw):
-    """dW[k, crs] = sum_npq dY[k, npq] * X_col[crs, npq]: the sum runs over batch and pixels."""
+@numba_cuda.jit(device=True)
+def slice_end(z, slice_length, NPQ):
+    """The end of slice z, [z * slice_length, end), of a sum of NPQ terms cut into slices."""
+    first = z * slice_length
+    return NPQ if NPQ - first <= slice_length else first + slice_length
+
+
+@numba_cuda.jit(cache=True)
+def _dw_tiled(dy, x, by_slice, slice_length, sh, sw, ph, pw):
+    """by_slice[z, k, c, r, s] = sum over npq in slice z of dY[k, npq] * X_col[crs, npq].
+
+    grid.z is the slice; by_slice is (slices, K, C, R, S): with one slice, a view of dw.
+    """
     dy_tile = numba_cuda.shared.array((TILE, TILE), dtype=dy.dtype)  # dY[k, npq slice]
     x_tile = numba_cuda.shared.array((TILE, TILE), dtype=x.dtype)  # X_col[crs, npq slice].T
     tx, ty = numba_cuda.threadIdx.x, numba_cuda.threadIdx.y
     crs = numba_cuda.blockIdx.x * TILE + tx  # this thread's column of dW
-    k = numba_cuda.blockIdx.y * TILE + ty  # this thread's row of dW
-    K, C, R, S = dw.shape
+    z = numba_cuda.blockIdx.z
+    K, C, R, S = by_slice.shape[1], by_slice.shape[2], by_slice.shape[3], by_slice.shape[4]
     N, P, Q = dy.shape[0], dy.shape[2], dy.shape[3]
     CRS, NPQ = C * R * S, N * P * Q
-    zero = dw.dtype.type(0)
-    total = zero
-    for i0 in range(0, NPQ, TILE):
-        dy_tile[ty, tx] = zero
-        if k < K and i0 + tx < NPQ:
-            n, p, q = unravel3(i0 + tx, P, Q)
-            dy_tile[ty, tx] = dy[n, k, p, q]
-        x_tile[ty, tx] = zero
-        if i0 + ty < NPQ and crs < CRS:
-            n, p, q = unravel3(i0 + ty, P, Q)
+    first, end = z * slice_length, slice_end(z, slice_length, NPQ)
+    zero = by_slice.dtype.type(0)
+    for k0 in range(numba_cuda.blockIdx.y * TILE, K, numba_cuda.gridDim.y * TILE):  # row tiles
+        k = k0 + ty  # this thread's row of dW
+        total = zero
+        for i0 in range(first, end, TILE):
+            dy_tile[ty, tx] = zero
+            if k < K and i0 + tx < end:
+                n, p, q = unravel3(i0 + tx, P, Q)
+                dy_tile[ty, tx] = dy[n, k, p, q]
+            x_tile[ty, tx] = zero
+            if i0 + ty < end and crs < CRS:
+                n, p, q = unravel3(i0 + ty, P, Q)
+                c, r, s = unravel3(crs, R, S)
+                x_tile[ty, tx] = x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw)
+            numba_cuda.syncthreads()
+            for i in range(TILE):
+                total += dy_tile[ty, i] * x_tile[i, tx]
+            numba_cuda.syncthreads()
+        if k < K and crs < CRS:
             c, r, s = unravel3(crs, R, S)
-            x_tile[ty, tx] = x_padded(x, n, c, p * sh + r, q * sw + s, ph, pw)
-        numba_cuda.syncthreads()
-        for i in range(TILE):
-            total += dy_tile[ty, i] * x_tile[i, tx]
-        numba_cuda.syncthreads()
-    if k < K and crs < CRS:
-        c, r, s = unravel3(crs, R, S)
-        dw[k, c, r, s] = total
+            by_slice[z, k, c, r, s] = total
 
 
-@numba_cuda.jit
-def _db_tiled(dy, db):
-    """db[k] by block k: strided partial sums, then a tree of pairwise adds in shared memory."""
-    partial = numba_cuda.shared.array(THREADS_1D, dtype=dy.dtype)
-    k, t = numba_cuda.blockIdx.x, numba_cuda.threadIdx.x
+@numba_cuda.jit(cache=True)
+def _db_tiled(dy, by_slice, slice_length):
+    """by_slice[z, k] = the sum of dy over channel k and slice z of npq, by block (k, z):
+    strided partial sums, then a tree of pairwise adds in shared memory."""
+    sums = numba_cuda.shared.array(THREADS_1D, dtype=dy.dtype)
+    k, z, t = numba_cuda.blockIdx.x, numba_cuda.blockIdx.y, numba_cuda.threadIdx.x
     N, K, P, Q = dy.shape
     total = dy.dtype.type(0)
-    for npq in range(t, N * P * Q, THREADS_1D):  # consecutive threads, consecutive pixels
+    end = slice_end(z, slice_length, N * P * Q)
+    for npq in range(z * slice_length + t, end, THREADS_1D):  # consecutive threads, pixels
         n, p, q = unravel3(npq, P, Q)
         total += dy[n, k, p, q]
-    partial[t] = total
+    sums[t] = total
     numba_cuda.syncthreads()
     half = THREADS_1D // 2
     while half > 0:
         if t < half:
-            partial[t] += partial[t + half]
+            sums[t] += sums[t + half]
         numba_cuda.syncthreads()  # this level's sums are written before the next level reads
         half //= 2
     if t == 0:
-        db[k] = partial[0]
+        by_slice[z, k] = sums[0]
+
+
+@numba_cuda.jit(cache=True)
+def _sum_slices(by_slice, out):
+    """out[i] = sum_z by_slice[z, i], z = 0, 1, ... in this order: the same bits every run.
+
+    The second pass of dw and db; by_slice (slices, n), out (n,), one thread per element.
+    """
+    i = numba_cuda.grid(1)
+    if i < out.size:
+        total = out.dtype.type(0)
+        for z in range(by_slice.shape[0]):
+            total += by_slice[z, i]
+        out[i] = total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,12 +383,39 @@ def conv2d_forward_tiled(x, w, b, stride: Pair, padding: Pair):
 def conv2d_backward_tiled(dy, x, w, stride: Pair, padding: Pair):
     dy, x, w, dx, dw, db = _backward_arrays(dy, x, w)
     N, C, H, W = x.shape
-    K, _, R, S = w.shape
     _dx_tiled[grid_2d(C, N * H * W)](dy, w, dx, *stride, *padding)
-    _dw_tiled[grid_2d(K, C * R * S)](dy, x, dw, *stride, *padding)
-    if K > 0:  # one block per output channel; with none, db is empty and nothing launches
-        _db_tiled[K, THREADS_1D](dy, db)
+    _dw_by_slices(dy, x, dw, stride, padding)
+    _db_by_slices(dy, db)
     return dx, dw, db
+
+
+def _dw_by_slices(dy, x, dw, stride: Pair, padding: Pair) -> None:
+    """dw by slices of its sum over npq: grid (CRS tiles, K tiles, slices), then the sum."""
+    K, C, R, S = dw.shape
+    N, _, P, Q = dy.shape
+    (crs_tiles, k_tiles), block = grid_2d(K, C * R * S)
+    slices, slice_length = split_reduction(
+        crs_tiles * k_tiles, N * P * Q, MIN_SLICE_STEPS * TILE, granule=TILE
+    )
+    if slices == 1:  # dW fills the GPU alone: the tiles go straight into dw
+        by_slice = dw.reshape(1, K, C, R, S)
+    else:
+        by_slice = xp().empty((slices, K, C, R, S), dtype=dw.dtype)
+    _dw_tiled[(crs_tiles, k_tiles, slices), block](dy, x, by_slice, slice_length, *stride, *padding)
+    if slices > 1:
+        _sum_slices[grid_1d(dw.size)](by_slice.reshape(slices, dw.size), dw.reshape(dw.size))
+
+
+def _db_by_slices(dy, db) -> None:
+    """db by slices of its sum over npq: grid (K, slices), then the sum."""
+    N, K, P, Q = dy.shape
+    if K == 0:  # one block per output channel; with none, db is empty and nothing launches
+        return
+    slices, slice_length = split_reduction(K, N * P * Q, MIN_SLICE_STEPS * THREADS_1D)
+    by_slice = db.reshape(1, K) if slices == 1 else xp().empty((slices, K), dtype=db.dtype)
+    _db_tiled[(K, slices), THREADS_1D](dy, by_slice, slice_length)
+    if slices > 1:
+        _sum_slices[grid_1d(K)](by_slice, db)
 
 
 VERSIONS = {

@@ -10,6 +10,9 @@ recurrent cells' CUDA C host code calls (rnn/cuda_c.py).
 
 Versions: naive (one thread per output, operands from global memory) and tiled (shared-memory
 tiles of TILE x TILE); see linear.cu.
+
+linear.cu indexes with 32-bit int: each op checks its arrays' sizes from their shapes
+(grids.check_int_indices) before it copies or allocates anything.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from minirad.kernels.runtime.cuda_c_runtimes import suffix
-from minirad.kernels.runtime.grids import grid_1d, grid_2d
+from minirad.kernels.runtime.grids import check_int_indices, grid_1d, grid_2d
 
 SOURCE = Path(__file__).with_name("linear.cu")
 TILE = 16  # must equal TILE in linear.cu: the tiled kernel's block is TILE x TILE threads
@@ -69,8 +72,9 @@ def make_versions(runtime) -> dict:
 
     def version(name: str) -> dict:
         def linear_forward(x, w, b):
-            x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
             (N, n_in), n_out = x.shape, w.shape[0]
+            check_int_indices(SOURCE.name, x=x.size, w=w.size, y=N * n_out)
+            x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
             # y = x @ w.T: B[k, n] = w[n, k] -> strides (1, in)
             y = matmul(runtime, name, x, w, (n_in, 1), (1, n_in), N, n_out, n_in)
             if b is not None:
@@ -78,6 +82,7 @@ def make_versions(runtime) -> dict:
             return y
 
         def linear_backward(dy, x, w):
+            check_int_indices(SOURCE.name, dy=dy.size, x=x.size, w=w.size)  # dx, dw: as x, w
             dy, x, w = (xp.ascontiguousarray(a) for a in (dy, x, w))
             (N, n_in), n_out = x.shape, w.shape[0]
             dx = matmul(runtime, name, dy, w, (n_out, 1), (n_in, 1), N, n_in, n_out)

@@ -19,21 +19,29 @@
 //                 memory, and waits again before the tile is overwritten. Each global element
 //                 is now read M/TILE (or N/TILE) times instead of M (N) times.
 //
+// Indices are int, as in conv2d.cu: every array must stay below 2^31 elements; the host code
+// (cuda_c.py) refuses larger ones from their shapes, before it copies or allocates anything
+// (grids.check_int_indices).
+//
 // Every kernel exists for float (suffix _f32) and double (_f64): the body is a template, the
 // extern "C" entry points give the launchers plain names. Build check: nvcc -ptx -arch=sm_75.
 // Tested on the CPU through runtime/cuda_emu.h (g++), run on a GPU through CuPy.
 
 #define TILE 16
 
+// Both products put the columns n of C on grid.x and its rows m on grid.y. grid.y holds at most
+// 65,535 blocks, so the host caps it there (grids.grid_2d) and each block takes one row (tile)
+// after another, gridDim.y apart: a grid-stride loop, legal for any M.
 template <typename T>
 __device__ void matmul_naive(const T* A, const T* B, T* C, int M, int N, int K,
                              int a_row, int a_col, int b_row, int b_col) {
     int n = blockIdx.x * blockDim.x + threadIdx.x;
-    int m = blockIdx.y * blockDim.y + threadIdx.y;
-    if (m >= M || n >= N) return;
-    T total = 0;
-    for (int k = 0; k < K; ++k) total += A[m * a_row + k * a_col] * B[k * b_row + n * b_col];
-    C[m * N + n] = total;
+    if (n >= N) return;
+    for (int m = blockIdx.y * blockDim.y + threadIdx.y; m < M; m += gridDim.y * blockDim.y) {
+        T total = 0;
+        for (int k = 0; k < K; ++k) total += A[m * a_row + k * a_col] * B[k * b_row + n * b_col];
+        C[m * N + n] = total;
+    }
 }
 
 template <typename T>
@@ -43,18 +51,21 @@ __device__ void matmul_tiled(const T* A, const T* B, T* C, int M, int N, int K,
     __shared__ T B_tile[TILE][TILE];
     int tx = threadIdx.x, ty = threadIdx.y;
     int n = blockIdx.x * TILE + tx;
-    int m = blockIdx.y * TILE + ty;
-    T total = 0;
-    for (int k0 = 0; k0 < K; k0 += TILE) {
-        // Each thread loads one element of each tile; outside the matrix it loads 0, so the
-        // multiply-adds below need no bounds checks.
-        A_tile[ty][tx] = (m < M && k0 + tx < K) ? A[m * a_row + (k0 + tx) * a_col] : T(0);
-        B_tile[ty][tx] = (k0 + ty < K && n < N) ? B[(k0 + ty) * b_row + n * b_col] : T(0);
-        __syncthreads();  // the tiles are complete before anyone reads them
-        for (int k = 0; k < TILE; ++k) total += A_tile[ty][k] * B_tile[k][tx];
-        __syncthreads();  // everyone is done reading before the next tiles overwrite them
+    // The same trip count in every thread of the block: none may skip a __syncthreads().
+    for (int m0 = blockIdx.y * TILE; m0 < M; m0 += gridDim.y * TILE) {
+        int m = m0 + ty;
+        T total = 0;
+        for (int k0 = 0; k0 < K; k0 += TILE) {
+            // Each thread loads one element of each tile; outside the matrix it loads 0, so the
+            // multiply-adds below need no bounds checks.
+            A_tile[ty][tx] = (m < M && k0 + tx < K) ? A[m * a_row + (k0 + tx) * a_col] : T(0);
+            B_tile[ty][tx] = (k0 + ty < K && n < N) ? B[(k0 + ty) * b_row + n * b_col] : T(0);
+            __syncthreads();  // the tiles are complete before anyone reads them
+            for (int k = 0; k < TILE; ++k) total += A_tile[ty][k] * B_tile[k][tx];
+            __syncthreads();  // everyone is done reading before the next tiles overwrite them
+        }
+        if (m < M && n < N) C[m * N + n] = total;
     }
-    if (m < M && n < N) C[m * N + n] = total;
 }
 
 template <typename T>

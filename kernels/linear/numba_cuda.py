@@ -16,7 +16,9 @@ Versions:
            from shared memory, and the block synchronises again (nobody still reads the tiles
            when the next ones overwrite them). DRAM traffic drops by a factor of TILE.
 
-Launch geometry (TILE, block sizes) comes from kernels/runtime/numba_cuda.py.
+Launch geometry (TILE, block sizes) comes from kernels/runtime/numba_cuda.py. The columns of C
+run along grid.x, its rows along grid.y, which grid_2d caps at the 65,535 blocks CUDA allows
+there: each block takes one row (tile) after another, gridDim.y apart.
 """
 
 from __future__ import annotations
@@ -26,47 +28,51 @@ from minirad.kernels.runtime.numba_cuda import TILE, cuda, grid_1d, grid_2d, xp
 numba_cuda = cuda()
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _matmul_naive(A, B, C):
-    n, m = numba_cuda.grid(2)  # x runs along the columns of C, y along its rows
-    if m < C.shape[0] and n < C.shape[1]:
-        total = A.dtype.type(0)  # a zero of A's dtype: no float64 on a float32 GPU path
-        for k in range(A.shape[1]):
-            total += A[m, k] * B[k, n]
-        C[m, n] = total
+    n, m_first = numba_cuda.grid(2)  # x runs along the columns of C, y along its rows
+    rows_apart = numba_cuda.gridDim.y * numba_cuda.blockDim.y  # rows beyond grid.y: loop
+    if n < C.shape[1]:
+        for m in range(m_first, C.shape[0], rows_apart):
+            total = A.dtype.type(0)  # a zero of A's dtype: no float64 on a float32 GPU path
+            for k in range(A.shape[1]):
+                total += A[m, k] * B[k, n]
+            C[m, n] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _matmul_tiled(A, B, C):
     A_tile = numba_cuda.shared.array((TILE, TILE), dtype=A.dtype)
     B_tile = numba_cuda.shared.array((TILE, TILE), dtype=B.dtype)
     tx, ty = numba_cuda.threadIdx.x, numba_cuda.threadIdx.y
     n = numba_cuda.blockIdx.x * TILE + tx
-    m = numba_cuda.blockIdx.y * TILE + ty
     M, K = A.shape
     N = B.shape[1]
-    total = A.dtype.type(0)
-    for k0 in range(0, K, TILE):
-        # One element of each tile per thread; zeros outside the matrices keep the inner loop
-        # free of bounds checks.
-        A_tile[ty, tx] = A[m, k0 + tx] if m < M and k0 + tx < K else A.dtype.type(0)
-        B_tile[ty, tx] = B[k0 + ty, n] if k0 + ty < K and n < N else B.dtype.type(0)
-        numba_cuda.syncthreads()  # tiles complete before anyone reads them
-        for k in range(TILE):
-            total += A_tile[ty, k] * B_tile[k, tx]
-        numba_cuda.syncthreads()  # all reads done before the next tiles overwrite these
-    if m < M and n < N:
-        C[m, n] = total
+    # Row tiles gridDim.y apart (grid.y is capped); the same trip count in every thread.
+    for m0 in range(numba_cuda.blockIdx.y * TILE, M, numba_cuda.gridDim.y * TILE):
+        m = m0 + ty
+        total = A.dtype.type(0)
+        for k0 in range(0, K, TILE):
+            # One element of each tile per thread; zeros outside the matrices keep the inner
+            # loop free of bounds checks.
+            A_tile[ty, tx] = A[m, k0 + tx] if m < M and k0 + tx < K else A.dtype.type(0)
+            B_tile[ty, tx] = B[k0 + ty, n] if k0 + ty < K and n < N else B.dtype.type(0)
+            numba_cuda.syncthreads()  # tiles complete before anyone reads them
+            for k in range(TILE):
+                total += A_tile[ty, k] * B_tile[k, tx]
+            numba_cuda.syncthreads()  # all reads done before the next tiles overwrite these
+        if m < M and n < N:
+            C[m, n] = total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _add_bias(y, b):
     i = numba_cuda.grid(1)
     if i < y.size:
         y[i // y.shape[1], i % y.shape[1]] += b[i % y.shape[1]]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _column_sums(dy, db):
     col = numba_cuda.grid(1)  # consecutive threads read consecutive columns of each row
     if col < dy.shape[1]:

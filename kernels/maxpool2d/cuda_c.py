@@ -13,17 +13,21 @@ Versions (the forward is the same one-thread-per-output scan in both):
     gather  backward with one thread per input element summing the dy of the outputs that chose
             it: no atomics, every dx element written once, the same bits on every run.
 DEFAULT_VERSION is "gather", for that determinism at no extra cost; see maxpool2d.cu.
+
+maxpool2d.cu indexes with 32-bit int: each op checks the sizes from the shapes
+(grids.check_int_indices) before it copies or allocates anything.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from minirad.kernels._check import Pair, pool2d_output_size
 from minirad.kernels.runtime.cuda_c_runtimes import suffix
-from minirad.kernels.runtime.grids import grid_1d
+from minirad.kernels.runtime.grids import check_int_indices, grid_1d
 
 SOURCE = Path(__file__).with_name("maxpool2d.cu")
 THREADS = 256  # threads per block: every kernel here is one thread per element, 1-D grid
@@ -40,9 +44,10 @@ def make_versions(runtime) -> dict:
     xp = runtime.xp
 
     def maxpool2d_forward(x, kernel: Pair, stride: Pair, padding: Pair):
-        x = xp.ascontiguousarray(x)
         N, C, H, W = x.shape
         P, Q = pool2d_output_size(H, W, kernel[0], kernel[1], stride, padding)
+        check_int_indices(SOURCE.name, x=x.size, y=N * C * P * Q)
+        x = xp.ascontiguousarray(x)
         y = xp.empty((N, C, P, Q), dtype=x.dtype)
         argmax = xp.empty((N, C, P, Q), dtype=xp.int64)
         sizes = (N * C, H, W, P, Q, *kernel, *stride, *padding)
@@ -50,7 +55,11 @@ def make_versions(runtime) -> dict:
         launch_1d(runtime, f"maxpool2d_forward_{suffix(x.dtype)}", y.size, args)
         return y, argmax
 
+    def check_backward_sizes(dy, x_shape) -> None:
+        check_int_indices(SOURCE.name, dy=dy.size, dx=math.prod(x_shape))
+
     def maxpool2d_backward_atomic(dy, argmax, x_shape, kernel: Pair, stride: Pair, padding: Pair):
+        check_backward_sizes(dy, x_shape)
         N, C, H, W = x_shape
         P, Q = dy.shape[2:]
         dx = xp.zeros(x_shape, dtype=dy.dtype)  # the atomics add into it
@@ -60,6 +69,7 @@ def make_versions(runtime) -> dict:
         return dx
 
     def maxpool2d_backward_gather(dy, argmax, x_shape, kernel: Pair, stride: Pair, padding: Pair):
+        check_backward_sizes(dy, x_shape)
         N, C, H, W = x_shape
         P, Q = dy.shape[2:]
         dx = xp.empty(x_shape, dtype=dy.dtype)  # every element is written exactly once

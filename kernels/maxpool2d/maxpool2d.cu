@@ -22,6 +22,10 @@
 //                              fixed order: no atomics, no zeroing, deterministic.
 // The host code (cuda_c.py) offers them as versions "atomic" and "gather" (default).
 //
+// Indices are int, as in conv2d.cu: every array must stay below 2^31 elements; the host code
+// (cuda_c.py) refuses larger ones from their shapes, before it copies or allocates anything
+// (grids.check_int_indices).
+//
 // Every kernel exists for float (suffix _f32) and double (_f64): the body is a template, the
 // extern "C" entry points give the launchers plain names. Build check:
 //   nvcc -ptx -arch=sm_75 maxpool2d.cu -o maxpool2d.ptx

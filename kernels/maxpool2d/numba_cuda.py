@@ -37,7 +37,7 @@ from minirad.kernels.runtime.numba_cuda import cuda, grid_1d, xp
 numba_cuda = cuda()
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _forward_naive(x, y, argmax, kh, kw, sh, sw, ph, pw):
     index = numba_cuda.grid(1)  # one thread per output element, row-major over (N, C, P, Q)
     N, C, P, Q = y.shape
@@ -67,7 +67,7 @@ def _forward_naive(x, y, argmax, kh, kw, sh, sw, ph, pw):
     argmax[n, c, p, q] = best_index
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _backward_atomic(dy, argmax, dx):
     """dx (N, C, H*W), zeroed by the caller."""
     index = numba_cuda.grid(1)  # one thread per OUTPUT element
@@ -105,7 +105,7 @@ def _last_window(i, pad, stride, n_outputs):
     return last
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _backward_gather(dy, argmax, dx, kh, kw, sh, sw, ph, pw):
     index = numba_cuda.grid(1)  # one thread per INPUT element, row-major over (N, C, H, W)
     N, C, H, W = dx.shape

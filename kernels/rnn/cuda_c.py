@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from minirad.kernels.linear.cuda_c import SOURCE as LINEAR_SOURCE
 from minirad.kernels.linear.cuda_c import THREADS, add_bias, column_sums, matmul
 from minirad.kernels.rnn import device_host
 from minirad.kernels.runtime.cuda_c_runtimes import suffix
-from minirad.kernels.runtime.grids import grid_1d
+from minirad.kernels.runtime.grids import check_int_indices, grid_1d
 
 SOURCE = Path(__file__).with_name("rnn.cu")
 
@@ -54,6 +55,8 @@ def _device(runtime) -> device_host.CellDevice:
         column_sums=partial(column_sums, runtime),
         launch=launch,
         sum_activate=sum_activate,
+        # rnn.cu and linear.cu index with int: the larger arrays are refused before any copy
+        check_sizes=partial(check_int_indices, f"{SOURCE.name} and {LINEAR_SOURCE.name}"),
     )
 
 

@@ -31,6 +31,11 @@ describes it in a `CellDevice` and `make_versions(device)` builds its VERSIONS t
                                       the one kernel with more parameters: it activates the first
                                       `cols` columns of gi + gh, gate number `tanh_gate` by tanh
                                       and the others by sigma (its arguments differ by backend).
+    check_sizes(**sizes)              refuse arrays the kernels cannot index (name -> elements),
+                                      called first, before anything is copied or allocated:
+                                      rnn.cu and linear.cu index with 32-bit int
+                                      (grids.check_int_indices); Numba with 64-bit integers, so
+                                      the Numba CUDA backend keeps the default, `any_size`.
 
 Every array handed to a kernel is C-contiguous: the kernels index flat buffers.
 """
@@ -50,6 +55,10 @@ NO_TANH_GATE = -1  # for sum_activate: every gate of the range is a sigmoid
 LSTM_TANH_GATE = 2  # i, f, g, o: g is the tanh gate
 
 
+def any_size(**sizes: int) -> None:
+    """CellDevice.check_sizes of a backend whose kernels index with 64-bit integers."""
+
+
 @dataclass(frozen=True)
 class CellDevice:
     """What the cells' host code needs from one GPU backend."""
@@ -61,6 +70,7 @@ class CellDevice:
     column_sums: Callable[[Array], Array]  # dy (R, C) -> (C,)
     launch: Callable[[str, int, tuple, int, int], None]  # see the top
     sum_activate: Callable[[Array, Array, Array, int, int, int], None]  # see the top
+    check_sizes: Callable[..., None] = any_size  # see the top
 
 
 def make_versions(device: CellDevice) -> dict[str, dict[str, Callable[..., Any]]]:
@@ -87,6 +97,12 @@ class Cells:
         }
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def check_sizes(self, x: Array, h: Array, w_ih: Array) -> None:
+        """Let the device refuse a cell it cannot index: x (B, I), h (B, H), w_ih (G*H, I);
+        the gates, pre-activations and their gradients are (B, G*H)."""
+        (B, I), H, GH = x.shape, h.shape[1], w_ih.shape[0]
+        self.device.check_sizes(x=B * I, h=B * H, w_ih=GH * I, w_hh=GH * H, gates=B * GH)
 
     def contiguous(self, *arrays: Array) -> tuple[Array, ...]:
         return tuple(self.device.xp.ascontiguousarray(a) for a in arrays)
@@ -123,6 +139,7 @@ class Cells:
     # -- tanh-RNN ----------------------------------------------------------------------------
 
     def rnn_tanh_cell_forward(self, x, h, w_ih, w_hh, b_ih, b_hh) -> Array:
+        self.check_sizes(x, h, w_ih)
         x, h, w_ih, w_hh, b_ih, b_hh = self.contiguous(x, h, w_ih, w_hh, b_ih, b_hh)
         B, H = h.shape
         gi, gh = self.pre_activations(x, h, w_ih, w_hh, b_ih, b_hh)
@@ -134,6 +151,7 @@ class Cells:
         return h_new
 
     def rnn_tanh_cell_backward(self, dh_new, x, h, w_ih, w_hh, h_new) -> tuple[Array, ...]:
+        self.check_sizes(x, h, w_ih)
         dh_new, x, h, w_ih, w_hh, h_new = self.contiguous(dh_new, x, h, w_ih, w_hh, h_new)
         B, H = h.shape
         da = self.empty((B, H), x)
@@ -143,6 +161,7 @@ class Cells:
     # -- LSTM --------------------------------------------------------------------------------
 
     def lstm_cell_forward(self, x, h, c, w_ih, w_hh, b_ih, b_hh) -> tuple[Array, Array, LSTMCache]:
+        self.check_sizes(x, h, w_ih)
         x, h, c, w_ih, w_hh, b_ih, b_hh = self.contiguous(x, h, c, w_ih, w_hh, b_ih, b_hh)
         B, H = h.shape
         gi, gh = self.pre_activations(x, h, w_ih, w_hh, b_ih, b_hh)
@@ -157,6 +176,7 @@ class Cells:
         return h_new, c_new, LSTMCache(x, h, c, w_ih, w_hh, gates, tanh_c_new)
 
     def lstm_cell_backward(self, dh_new, dc_new, cache: LSTMCache) -> tuple[Array, ...]:
+        self.check_sizes(cache.x, cache.h, cache.w_ih)
         dh_new, dc_new = self.contiguous(dh_new, dc_new)
         x, h, c, w_ih, w_hh, gates, tanh_c_new = self.contiguous(*cache)
         B, H = h.shape
@@ -177,6 +197,7 @@ class Cells:
     # -- GRU ---------------------------------------------------------------------------------
 
     def gru_cell_forward(self, x, h, w_ih, w_hh, b_ih, b_hh) -> tuple[Array, GRUCache]:
+        self.check_sizes(x, h, w_ih)
         x, h, w_ih, w_hh, b_ih, b_hh = self.contiguous(x, h, w_ih, w_hh, b_ih, b_hh)
         B, H = h.shape
         gi, gh = self.pre_activations(x, h, w_ih, w_hh, b_ih, b_hh)
@@ -193,6 +214,7 @@ class Cells:
         return h_new, GRUCache(x, h, w_ih, w_hh, gates, hn)
 
     def gru_cell_backward(self, dh_new, cache: GRUCache) -> tuple[Array, ...]:
+        self.check_sizes(cache.x, cache.h, cache.w_ih)
         (dh_new,) = self.contiguous(dh_new)
         x, h, w_ih, w_hh, gates, hn = self.contiguous(*cache)
         B, H = h.shape

@@ -61,7 +61,7 @@ def _sigmoid(a, one):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _sum_activate(gi, gh, gates, H, tanh_gate, cols):
     """gates[b, k] = act(gi[b, k] + gh[b, k]) for the first `cols` columns k of (B, G*H) arrays;
     act = tanh for gate k // H == tanh_gate, else sigma. The biases are already in gi and gh.
@@ -77,7 +77,7 @@ def _sum_activate(gi, gh, gates, H, tanh_gate, cols):
         gates[b, k] = math.tanh(a) if k // H == tanh_gate else _sigmoid(a, one)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _lstm_state(gates, c, c_new, tanh_c_new, h_new):
     """c_new = f * c + i * g,  tanh_c_new = tanh(c_new),  h_new = o * tanh_c_new.   (B, H)"""
     i = numba_cuda.grid(1)
@@ -91,7 +91,7 @@ def _lstm_state(gates, c, c_new, tanh_c_new, h_new):
         h_new[b, j] = gates[b, 3 * H + j] * t
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_candidate(gi, gh, gates):
     """n = tanh(gi_n + r * gh_n), written to gates[:, 2H:]; r scales the hidden part only."""
     i = numba_cuda.grid(1)
@@ -101,7 +101,7 @@ def _gru_candidate(gi, gh, gates):
         gates[b, 2 * H + j] = math.tanh(gi[b, 2 * H + j] + gates[b, j] * gh[b, 2 * H + j])
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_state(gates, h, h_new):
     """h_new = (1 - z) * n + z * h.   (B, H)"""
     i = numba_cuda.grid(1)
@@ -112,7 +112,7 @@ def _gru_state(gates, h, h_new):
         h_new[b, j] = (gates.dtype.type(1) - z) * n + z * h[b, j]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _lstm_dc_total(dh_new, dc_new, gates, tanh_c_new, dc_total):
     """dc_total = dc_new + dh_new * o * (1 - tanh_c_new^2): c_new reaches the loss two ways."""
     i = numba_cuda.grid(1)
@@ -124,7 +124,7 @@ def _lstm_dc_total(dh_new, dc_new, gates, tanh_c_new, dc_total):
         dc_total[b, j] = dc_new[b, j] + dh_new[b, j] * gates[b, 3 * H + j] * (one - t * t)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _lstm_gate_grads(dc_total, dh_new, c, gates, tanh_c_new, da):
     """da (B, 4H): the gradient of each pre-activation, by the gate its column belongs to."""
     i = numba_cuda.grid(1)
@@ -144,7 +144,7 @@ def _lstm_gate_grads(dc_total, dh_new, c, gates, tanh_c_new, da):
             da[b, k] = dh_new[b, j] * tanh_c_new[b, j] * s * (one - s)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _lstm_dc(dc_total, gates, dc):
     """dc = dc_total * f: the gradient reaching the previous cell state."""
     i = numba_cuda.grid(1)
@@ -154,7 +154,7 @@ def _lstm_dc(dc_total, gates, dc):
         dc[b, j] = dc_total[b, j] * gates[b, H + j]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_candidate_update_grads(dh_new, h, gates, da_x):
     """da_n = dh_new (1 - z)(1 - n^2) and da_z = dh_new (h - n) z (1 - z), into da_x (B, 3H)."""
     i = numba_cuda.grid(1)
@@ -167,7 +167,7 @@ def _gru_candidate_update_grads(dh_new, h, gates, da_x):
         da_x[b, H + j] = dh_new[b, j] * (h[b, j] - n) * z * (one - z)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_reset_grad(hn, gates, da_x):
     """da_r = da_n * hn * r (1 - r), into da_x[:, :H] (da_n is already in da_x[:, 2H:])."""
     i = numba_cuda.grid(1)
@@ -178,7 +178,7 @@ def _gru_reset_grad(hn, gates, da_x):
         da_x[b, j] = da_x[b, 2 * H + j] * hn[b, j] * r * (gates.dtype.type(1) - r)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_hidden_grads(da_x, gates, da_h):
     """da_h = da_x, except the n block times r (r scales the hidden part of n).   (B, 3H)"""
     i = numba_cuda.grid(1)
@@ -197,7 +197,7 @@ def _gru_hidden_grads(da_x, gates, da_h):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _rnn_backward(dh_new, h_new, da):
     """da = dh_new * (1 - h_new^2): the tanh-RNN's whole elementwise backward, one kernel."""
     i = numba_cuda.grid(1)
@@ -208,7 +208,7 @@ def _rnn_backward(dh_new, h_new, da):
         da[b, j] = dh_new[b, j] * (da.dtype.type(1) - y * y)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_direct_path(dh, dh_new, gates):
     """dh += dh_new * z: the path h -> z * h that bypasses the GEMM dh = da_h @ w_hh."""
     i = numba_cuda.grid(1)
@@ -223,7 +223,7 @@ def _gru_direct_path(dh, dh_new, gates):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _rnn_forward_fused(gi, gh, b_ih, b_hh, h_new):
     """h_new = tanh(gi + b_ih + gh + b_hh).   gi, gh (B, H)"""
     i = numba_cuda.grid(1)
@@ -233,7 +233,7 @@ def _rnn_forward_fused(gi, gh, b_ih, b_hh, h_new):
         h_new[b, j] = math.tanh(gi[b, j] + b_ih[j] + gh[b, j] + b_hh[j])
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _lstm_forward_fused(gi, gh, b_ih, b_hh, c, gates, c_new, tanh_c_new, h_new):
     """One LSTM unit: 4 pre-activations in, gates (B, 4H) and c_new, tanh_c_new, h_new out."""
     i = numba_cuda.grid(1)
@@ -259,7 +259,7 @@ def _lstm_forward_fused(gi, gh, b_ih, b_hh, c, gates, c_new, tanh_c_new, h_new):
         h_new[b, j] = o_gate * t
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_forward_fused(gi, gh, b_ih, b_hh, h, gates, hn, h_new):
     """One GRU unit: gi, gh (B, 3H) in; gates (B, 3H), hn and h_new (B, H) out."""
     i = numba_cuda.grid(1)
@@ -279,7 +279,7 @@ def _gru_forward_fused(gi, gh, b_ih, b_hh, h, gates, hn, h_new):
         h_new[b, j] = (one - z) * n + z * h[b, j]
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _lstm_backward_fused(dh_new, dc_new, c, gates, tanh_c_new, da, dc):
     """One LSTM unit backward: da (B, 4H) and dc (B, H) from dh_new, dc_new and the cache."""
     i = numba_cuda.grid(1)
@@ -299,7 +299,7 @@ def _lstm_backward_fused(dh_new, dc_new, c, gates, tanh_c_new, da, dc):
         dc[b, j] = dc_total * f_gate
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _gru_backward_fused(dh_new, h, gates, hn, da_x, da_h):
     """One GRU unit backward: da_x, da_h (B, 3H) from dh_new and the cache."""
     i = numba_cuda.grid(1)

@@ -33,6 +33,10 @@
 // Every kernel is one thread per item on a 1-D grid: consecutive threads take consecutive
 // columns, so their loads and stores coalesce.
 //
+// Indices are int, as in conv2d.cu: every array must stay below 2^31 elements; the host code
+// (cuda_c.py) refuses larger ones from their shapes, before it copies or allocates anything
+// (grids.check_int_indices).
+//
 // Every kernel exists for float (suffix _f32) and double (_f64): the body is a template, the
 // extern "C" entry points at the bottom give the launchers plain names.
 // Build check:  nvcc -ptx -arch=sm_75 kernels/rnn/rnn.cu -o /tmp/rnn.ptx

@@ -12,6 +12,13 @@ from these constants (compile-time constants, since shared-memory arrays need a 
 and the host code derives grids with `grid_1d` / `grid_2d` (the arithmetic is in grids.py, shared
 with the CUDA C host code). Under the simulator the blocks are smaller, because every simulated
 thread is an OS thread.
+
+Every kernel of the numba_cuda.py files is compiled with `@cuda.jit(cache=True)`: on a GPU,
+Numba writes each compiled kernel to the __pycache__ beside its source and a later process
+loads it instead of compiling it again (seconds per kernel); the simulator ignores the flag
+(tests/test_numba_cache.py checks it on the real dispatchers). Numba notices a change to the
+kernel's own file, not to a constant it imports from another one: after editing TILE or
+THREADS_1D below, delete the kernels' cached *.nbi / *.nbc files.
 """
 
 from __future__ import annotations

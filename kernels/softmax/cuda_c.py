@@ -16,6 +16,9 @@ Versions (see softmax.cu):
            by a shared-memory tree reduction.
 The cross-entropy kernel of each version writes dlogits and a loss per row; the mean over kept
 rows is finished here, on the host: sum of the row losses / M (0 when every row is ignored).
+
+softmax.cu indexes with 32-bit int (a row's start as long long): each op checks its arrays'
+sizes (grids.check_int_indices) before it copies or allocates anything.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from minirad.kernels.runtime.cuda_c_runtimes import suffix
-from minirad.kernels.runtime.grids import Geometry, grid_1d
+from minirad.kernels.runtime.grids import Geometry, check_int_indices, grid_1d
 from minirad.kernels.softmax.rows import as_rows, from_rows
 
 SOURCE = Path(__file__).with_name("softmax.cu")
@@ -52,6 +55,7 @@ def make_versions(runtime) -> dict:
 
     def version(name: str) -> dict:
         def softmax_any(x, axis, log_output: bool):
+            check_int_indices(SOURCE.name, x=x.size)
             rows = as_rows(xp, x, axis)
             out = xp.empty_like(rows)
             R, L = rows.shape
@@ -60,6 +64,7 @@ def make_versions(runtime) -> dict:
             return from_rows(xp, out, x, axis)
 
         def backward_any(dy, y, axis, log_output: bool):
+            check_int_indices(SOURCE.name, dy=dy.size, y=y.size)
             y_rows, dy_rows = as_rows(xp, y, axis), as_rows(xp, dy, axis)
             dx = xp.empty_like(y_rows)
             R, L = y_rows.shape
@@ -68,6 +73,7 @@ def make_versions(runtime) -> dict:
             return from_rows(xp, dx, y, axis)
 
         def softmax_cross_entropy(logits, targets, ignore_index):
+            check_int_indices(SOURCE.name, logits=logits.size)
             logits = xp.ascontiguousarray(logits)
             targets = xp.ascontiguousarray(targets, dtype=xp.int64)
             # M, the rows the mean is over, stays on the device: reading it here would stall

@@ -67,7 +67,7 @@ def _row_max_and_sum(x, row):
     return m, total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _softmax_rows_naive(x, out, log_output):
     row = numba_cuda.grid(1)
     if row >= x.shape[0]:
@@ -80,7 +80,7 @@ def _softmax_rows_naive(x, out, log_output):
             out[row, j] = math.exp(x[row, j] - m) / total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _softmax_backward_rows_naive(dy, y, dx, log_output):
     row = numba_cuda.grid(1)
     if row >= y.shape[0]:
@@ -95,7 +95,7 @@ def _softmax_backward_rows_naive(dy, y, dx, log_output):
             dx[row, j] = y[row, j] * (dy[row, j] - total)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _cross_entropy_rows_naive(logits, targets, ignore_index, dlogits, row_loss):
     row = numba_cuda.grid(1)
     if row >= logits.shape[0]:
@@ -173,7 +173,7 @@ def _block_row_max_and_sum(x, row, partial):
     return m, _block_sum(partial, total)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _softmax_rows_block(x, out, log_output):
     partial = numba_cuda.shared.array(THREADS_1D, dtype=x.dtype)
     row, t = numba_cuda.blockIdx.x, numba_cuda.threadIdx.x
@@ -185,7 +185,7 @@ def _softmax_rows_block(x, out, log_output):
             out[row, j] = math.exp(x[row, j] - m) / total
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _softmax_backward_rows_block(dy, y, dx, log_output):
     partial = numba_cuda.shared.array(THREADS_1D, dtype=y.dtype)
     row, t = numba_cuda.blockIdx.x, numba_cuda.threadIdx.x
@@ -200,7 +200,7 @@ def _softmax_backward_rows_block(dy, y, dx, log_output):
             dx[row, j] = y[row, j] * (dy[row, j] - total)
 
 
-@numba_cuda.jit
+@numba_cuda.jit(cache=True)
 def _cross_entropy_rows_block(logits, targets, ignore_index, dlogits, row_loss):
     partial = numba_cuda.shared.array(THREADS_1D, dtype=logits.dtype)
     row, t = numba_cuda.blockIdx.x, numba_cuda.threadIdx.x

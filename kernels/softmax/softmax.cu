@@ -27,6 +27,10 @@
 // The cross-entropy kernels fuse softmax, the row's loss and its gradient: probabilities are
 // written straight into dlogits, and the softmax Jacobian is never formed.
 //
+// Indices are int, as in conv2d.cu: every array must stay below 2^31 elements; the host code
+// (cuda_c.py) refuses larger ones from their shapes, before it copies or allocates anything
+// (grids.check_int_indices).
+//
 // Every kernel exists for float (suffix _f32) and double (_f64): the body is a template, the
 // extern "C" entry points give the launchers plain names. Build check:
 //   nvcc -ptx -arch=sm_75 softmax.cu -o softmax.ptx

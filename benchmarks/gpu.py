@@ -237,36 +237,20 @@ def report_batch(config, batch_size: int, seed: int = 0):
 def training_step(backend_name: str, config, batch) -> Callable[[], None]:
     """One step of minirad's training loop (train_report._train_epoch, after the warm-up
     epochs) on `backend_name`, the model and the batch on that backend's device."""
-    from minirad import backend
-    from minirad.autograd import Tensor
-    from minirad.models.report_model import ReportModel, report_loss
-    from minirad.models.train_report import TrainConfig
-    from minirad.optim import Adam, clip_grad_norm_
+    from minirad import backend, kernels
+    from minirad.models.report_model import ReportModel
+    from minirad.models.train_report import TrainConfig, train_step
+    from minirad.optim import Adam
 
     train = TrainConfig()
-    model = ReportModel(config, rng=0)
-    images, tokens, findings = batch
-    if backend_name != "numpy":
-        to_device = getattr(backend, "to_device", None)
-        if not hasattr(model, "to") or to_device is None:
-            raise NotImplementedError(
-                "this checkout has no Module.to(backend) / minirad.backend.to_device: the model "
-                "cannot live on a GPU backend yet"
-            )
-        model.to(backend_name)
-        images, tokens, findings = (to_device(a) for a in (images, tokens, findings))
+    ops = kernels.get(backend_name)
+    model = ReportModel(config, rng=0).to(ops)
+    images, tokens, findings = (backend.to_device(a, ops) for a in batch)  # once, as training
     optimizer = Adam(model.parameters(), lr=train.lr)
 
     def step() -> None:
-        with backend.use_backend(backend_name):
-            optimizer.zero_grad()
-            word_logits, finding_logits = model(Tensor(images), tokens, findings)
-            loss, _, _ = report_loss(
-                word_logits, finding_logits, tokens[:, 1:], findings, train.finding_weight
-            )
-            loss.backward()
-            clip_grad_norm_(model.parameters(), train.max_grad_norm)
-            optimizer.step()
+        with backend.use_ops(ops):
+            train_step(model, optimizer, images, tokens, findings, train)
 
     return step
 

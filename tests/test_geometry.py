@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness import HostArgumentsMoved, to_numpy
 from minirad import kernels
 from minirad.kernels.runtime import cuda_c_cpu, grids, launch_check
 from minirad.kernels.runtime.launch_record import distinct
@@ -122,7 +123,13 @@ def conv_backward_case(backend: str):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((N, 2, H, H)), rng.standard_normal((2, 2, 3, 3))
     dy = rng.standard_normal((N, 2, H, H))
-    return kernels.get(backend, conv2d="tiled"), (dy, x, w)
+    return ops_taking_host_arrays(backend, conv2d="tiled"), (dy, x, w)
+
+
+def ops_taking_host_arrays(backend: str, **versions: str):
+    """kernels.get(backend, **versions), taking host arrays on a device backend too."""
+    ops = kernels.get(backend, **versions)
+    return HostArgumentsMoved(ops) if ops.on_device else ops
 
 
 def expected_slices(backend: str, npq: int, K: int, CRS: int) -> tuple[int, int]:
@@ -153,7 +160,7 @@ def test_dw_and_db_summed_in_slices_equal_the_reference(backend):
     got = ops.conv2d_backward(dy, x, w, 1, 1)
     expected = kernels.get("numpy").conv2d_backward(dy, x, w, 1, 1)
     for name, g, e in zip(("dx", "dw", "db"), got, expected, strict=True):
-        np.testing.assert_allclose(np.asarray(g), e, rtol=1e-10, atol=1e-10, err_msg=name)
+        np.testing.assert_allclose(to_numpy(g), e, rtol=1e-10, atol=1e-10, err_msg=name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,22 +201,22 @@ def test_kernels_on_a_2d_grid_loop_over_rows_beyond_grid_y(backend, one_row_of_b
     )
     dy = rng.standard_normal((rows, rows))
     for version in ("naive", "tiled"):
-        ops = kernels.get(backend, linear=version)
+        ops = ops_taking_host_arrays(backend, linear=version)
         np.testing.assert_allclose(
-            np.asarray(ops.linear_forward(x, w, b)), reference.linear_forward(x, w, b), rtol=1e-10
+            to_numpy(ops.linear_forward(x, w, b)), reference.linear_forward(x, w, b), rtol=1e-10
         )
         grads = zip(ops.linear_backward(dy, x, w), reference.linear_backward(dy, x, w), strict=True)
         for g, e in grads:
-            np.testing.assert_allclose(np.asarray(g), e, rtol=1e-10, err_msg=f"linear {version}")
+            np.testing.assert_allclose(to_numpy(g), e, rtol=1e-10, err_msg=f"linear {version}")
     # conv2d tiled: K and C (the rows of Y, dW and dX) more than one tile
     xc, wc = rng.standard_normal((1, rows, 3, 3)), rng.standard_normal((rows, rows, 1, 1))
-    ops = kernels.get(backend, conv2d="tiled")
+    ops = ops_taking_host_arrays(backend, conv2d="tiled")
     y = ops.conv2d_forward(xc, wc, None)
-    np.testing.assert_allclose(np.asarray(y), reference.conv2d_forward(xc, wc, None), rtol=1e-10)
+    np.testing.assert_allclose(to_numpy(y), reference.conv2d_forward(xc, wc, None), rtol=1e-10)
     dyc = rng.standard_normal(y.shape)
     got, expected = ops.conv2d_backward(dyc, xc, wc), reference.conv2d_backward(dyc, xc, wc)
     for name, g, e in zip(("dx", "dw", "db"), got, expected, strict=True):
-        np.testing.assert_allclose(np.asarray(g), e, rtol=1e-10, err_msg=f"conv2d {name}")
+        np.testing.assert_allclose(to_numpy(g), e, rtol=1e-10, err_msg=f"conv2d {name}")
 
 
 pytestmark = pytest.mark.skipif(cuda_c_cpu.compiler() is None, reason="g++ not found")

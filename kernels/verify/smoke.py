@@ -37,7 +37,9 @@ def exercise_every_op(backend: str, dtypes=(np.float32, np.float64)) -> dict[str
 def exercise(ops: kernels.Ops, family: str, a: Callable[..., np.ndarray]) -> None:
     """One forward and one backward of every op in `family`, arrays made by a(*shape)."""
     if family == "conv2d":
-        x, w = a(1, 2, 5, 5), a(2, 2, 3, 3)
+        # N*P*Q = 512: long enough that the GPU versions split the dw and db sums into slices
+        # (grids.split_reduction) and launch the kernel that adds the slices up.
+        x, w = a(8, 2, 8, 8), a(2, 2, 3, 3)
         y = ops.conv2d_forward(x, w, a(2), 1, 1)
         ops.conv2d_backward(y, x, w, 1, 1)
     elif family == "maxpool2d":

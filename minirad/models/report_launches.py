@@ -23,13 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from minirad import backend
-from minirad.autograd import Tensor
 from minirad.data.vocab import BOS_ID, SPECIALS
 from minirad.kernels.runtime.launch_record import Launch, recording_ops
 from minirad.models.report_checkpoint import load_report_model
-from minirad.models.report_model import report_loss
-from minirad.models.train_report import TrainConfig
-from minirad.optim import Adam, clip_grad_norm_
+from minirad.models.train_report import TrainConfig, train_step
+from minirad.optim import Adam
 
 FIRST_WORD_ID = len(SPECIALS)  # the first id after <pad>, <bos>, <eos>, <unk>
 
@@ -56,14 +54,5 @@ def training_step_launches(
 
     launches: list[Launch] = []
     with backend.use_ops(recording_ops(launches, **versions)):
-        optimizer.zero_grad()
-        word_logits, finding_logits = model(
-            Tensor(images), tokens, findings, train.encoder_learns_from_words
-        )
-        loss, _, _ = report_loss(
-            word_logits, finding_logits, tokens[:, 1:], findings, train.finding_weight
-        )
-        loss.backward()
-        clip_grad_norm_(model.parameters(), train.max_grad_norm)
-        optimizer.step()
+        train_step(model, optimizer, images, tokens, findings, train)
     return launches

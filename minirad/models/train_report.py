@@ -300,26 +300,51 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
         for start in bar:
             rows = order[start : start + config.batch_size]
             images, tokens, findings = (to_device(a) for a in train.batch(rows))
-            optimizer.zero_grad()
-            if warming_up:  # the encoder and the finding head only: no decoder, no words
-                finding_logits = model.encode(Tensor(images)).finding_logits
-                loss = finding = F.binary_cross_entropy_with_logits(finding_logits, findings)
+            words, finding = train_step(
+                model, optimizer, images, tokens, findings, config, warming_up
+            )
+            if warming_up:
                 sums.add(len(rows), findings=finding.data)
             else:
-                word_logits, finding_logits = model(
-                    Tensor(images), tokens, findings, config.encoder_learns_from_words
-                )
-                loss, words, finding = report_loss(
-                    word_logits, finding_logits, tokens[:, 1:], findings, config.finding_weight
-                )
                 sums.add(len(rows), words=words.data, findings=finding.data)
-            loss.backward()
-            clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
             if sums.batches % SHOW_EVERY == 0:
                 bar.set_postfix(sums.text())
     means = sums.means(len(train))
     return (math.nan if warming_up else means["words"]), means["findings"]
+
+
+def train_step(
+    model: ReportModel,
+    optimizer: Adam,
+    images,
+    tokens,
+    findings,
+    config: TrainConfig,
+    warming_up: bool = False,
+) -> tuple[Tensor | None, Tensor]:
+    """One optimizer step on one batch: forward, loss, backward, clipping, Adam.
+
+    images (B, 1, S, S), tokens (B, T) and findings (B, K), on the model's device (the
+    caller moves each batch once). Returns the (word loss, finding loss) tensors, the word loss
+    None in the warm-up (encoder and finding head only). Nothing is read back to the host:
+    on a GPU the step queues its kernels and returns.
+    """
+    optimizer.zero_grad()
+    if warming_up:  # the encoder and the finding head only: no decoder, no words
+        finding_logits = model.encode(Tensor(images)).finding_logits
+        loss = finding = F.binary_cross_entropy_with_logits(finding_logits, findings)
+        words = None
+    else:
+        word_logits, finding_logits = model(
+            Tensor(images), tokens, findings, config.encoder_learns_from_words
+        )
+        loss, words, finding = report_loss(
+            word_logits, finding_logits, tokens[:, 1:], findings, config.finding_weight
+        )
+    loss.backward()
+    clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    optimizer.step()
+    return words, finding
 
 
 def validate(model: ReportModel, vocab: Vocabulary, val: ReportArrays) -> tuple[float, float]:

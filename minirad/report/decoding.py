@@ -371,10 +371,13 @@ def _beam_one(
     What lives where. The decoder, the log-probabilities, the sort of the R x V candidates and
     the rule that picks the K to keep (`_best_extensions`) run where `encoded` is, and so do
     the live rows the next step reads (`_LiveRows`). The hypotheses' word lists, the finished
-    reports and the stopping test stay on the host, in Python, as the blocking rules read word
-    histories there. Per step that costs one copy back, of the 2K best candidates (5 x 2K
-    numbers), and one upload when a blocking rule forbids a word; the attention of the best
-    report comes back once, at the end.
+    reports and the stopping test stay on the host, in Python: the blocking rules read word
+    histories, and how many hypotheses live on (R, the shape of the next step) and whether
+    to stop are decided on values. Per step that costs one copy back, of the 2K best
+    candidates (5 x 2K numbers), and one upload when a blocking rule forbids a word; the
+    attention of the best report comes back once, at the end. (A beam wholly on the device
+    would keep K rows always, padded with log P = -inf, and test the stop every few steps, as
+    greedy decoding does: a larger program for one small copy per word.)
     """
     xp = array_module(encoded.keys.data)
     live = [_Hypothesis([], [], 0.0, 0)]
@@ -577,6 +580,10 @@ def generate(
 
     `options` go to `decode` (width, length_exponent, block_trigrams, block_sentences,
     temperature, rng, max_len). The model is put in eval mode (no dropout) and no graph is recorded.
+
+    images may be on the host: each batch crosses to the active backend's device in one copy
+    (minirad.backend.to_device), where the model must be (Module.to; load_report_model puts
+    it there). The reports come back as host data (see `decode`'s methods for their copies).
     """
     model.eval()
     results: list[Decoded] = []

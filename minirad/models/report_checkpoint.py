@@ -51,6 +51,8 @@ def save_report_model(
 ) -> None:
     """Write model + vocabulary + preprocessing + `info` atomically to `path` (.npz).
 
+    The weights are written from the model's state_dict, a host copy wherever the model lives.
+
     `extra` entries (e.g. the optimizer's state, prefixed "optimizer.") are stored beside the
     weights; `load_report_model` returns them in meta["extra"].
     """
@@ -72,6 +74,11 @@ def save_report_model(
 def load_report_model(path: str | Path) -> tuple[ReportModel, Vocabulary, dict]:
     """The model (in eval mode), its vocabulary and the metadata (with "extra" entries).
 
+    The model lives where the active backend computes (minirad.backend.active(), Module.to):
+    on a GPU backend its weights are uploaded here, once each, so that reporting, evaluating
+    or resuming training on it copies no weight again. The "extra" entries stay on the host
+    (an optimizer's state goes where its parameters are when it is loaded).
+
     ValueError "<path>: <reason>" if the file is not a minirad report model or does not fit.
     """
     state = checkpoint.load(path)
@@ -88,6 +95,7 @@ def load_report_model(path: str | Path) -> tuple[ReportModel, Vocabulary, dict]:
         )
     model = ReportModel(config)
     model.load_state_dict(state, source=str(path))
+    model.to()  # onto the active backend's device
     model.eval()
     meta["extra"] = extra
     return model, vocab, meta

@@ -6,6 +6,7 @@
       index.html                   one page linking them, with the true findings beside each
 
 Nothing to download, no argument needed: it shows on a fresh install that everything works.
+On a GPU backend each phantom crosses to the device once and its report back once (Reporter).
 """
 
 from __future__ import annotations

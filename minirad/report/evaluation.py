@@ -12,6 +12,9 @@ The baselines, each scored exactly like the model:
   (Euclidean distance between 32 x 32 thumbnails, each standardised to mean 0, variance 1).
   It copies a real, fluent report, so it measures what image similarity alone is worth.
 
+On a GPU backend the model is loaded onto the device and each batch of test images crosses
+once (`generate`); the baselines and the metrics work on the host, on text and thumbnails.
+
 "reference" scores the ground-truth reports themselves: clinical F1 1.0 means the labeler reads
 every finding right, the ceiling the others are measured against.
 """

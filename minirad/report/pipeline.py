@@ -7,6 +7,10 @@
     read_image (PNG/JPEG/DICOM -> grey [0, 1]) -> resize to the model's size (its checkpoint says)
     -> encoder + finding head -> decoder (greedy / beam / sample) -> review -> Report
 
+On a GPU backend the model lives on the device (load_report_model puts it there) and each
+image crosses twice: its pixels to the device before the encoder, and the decoded report, the
+finding probabilities and the attention maps back before the review, which reads text.
+
 A Report identifies its input by the file's name and the SHA-256 of its bytes, and the model by
 its file name, SHA-256 and training provenance. It never carries anything from a DICOM header:
 `read_image` returns pixels only.
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from minirad.autograd import Tensor, no_grad
-from minirad.backend import small_blas
+from minirad.backend import small_blas, to_device
 from minirad.data.findings import FINDINGS
 from minirad.data.readers import read_image
 from minirad.models.report_checkpoint import load_report_model
@@ -139,7 +143,8 @@ class Reporter:
         started = time.perf_counter()
         self.model.eval()
         with no_grad(), small_blas():  # small matrices: one BLAS thread (minirad.backend)
-            encoded = self.model.encode(Tensor(image[None, None].astype(np.float32)))
+            pixels = to_device(image[None, None].astype(np.float32))  # (1, 1, S, S): one copy
+            encoded = self.model.encode(Tensor(pixels))
             (decoded,) = decode(
                 self.model,
                 encoded,
@@ -149,7 +154,7 @@ class Reporter:
                 rng=seed,
                 block_sentences=self.sentences,  # a beam repeats no sentence in a section
             )
-        probabilities = encoded.finding_probabilities.numpy()[0]
+        probabilities = encoded.finding_probabilities.numpy()[0]  # one copy back
         cleaned = self.vocab.decode(decoded.tokens)
         G = self.model.config.grid_side
         probs = {name: float(p) for name, p in zip(FINDINGS, probabilities, strict=True)}

@@ -412,7 +412,7 @@ def softmax_cross_entropy(logits, targets, ignore_index, *, array_types) -> None
         class_ids("targets", targets, V, ignore_index)
 
 
-def class_ids(name: str, ids: np.ndarray, V: int, ignore_index: int) -> None:
+def class_ids(name: str, ids: np.ndarray, V: int, ignore_index: int | np.integer) -> None:
     """Every entry of the host array `ids` is a class id in [0, V) or ignore_index."""
     kept = ids[ids != ignore_index]
     if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= V):

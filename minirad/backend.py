@@ -55,7 +55,7 @@ def resolve(name: str) -> str:
 def why_auto() -> str:
     """One line: the backend "auto" picks here, and why each one before it in AUTO_ORDER
     cannot run."""
-    skipped = []
+    skipped: list[str] = []
     for candidate in AUTO_ORDER:
         reason = kernels.why_unavailable(candidate)
         if reason is None:

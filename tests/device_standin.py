@@ -26,6 +26,9 @@ finds a bug:
     with device_standin.count_transfers() as moved:
         ...                                  # moved.h2d, moved.d2h after the block
 
+From a shell, `python tests/device_standin.py report --backend cupy chest.png` runs a minirad
+command on it and prints its transfers by source line.
+
 tests/conftest.py installs it for the whole suite on a machine without a real GPU (set
 MINIRAD_STANDIN=0 to run without it), so every test parametrized over backends runs its `cuda`
 and `cupy` cases on device arrays.
@@ -528,3 +531,27 @@ def _teach_simulator() -> None:
 
     call._standin = True  # type: ignore[attr-defined]
     FakeCUDAKernel.__call__ = call  # type: ignore[method-assign]
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/device_standin.py ARGS...`: run `minirad ARGS...` on the stand-in and
+    print the transfers it made, by direction and by the source line that made them."""
+    from collections import Counter
+
+    install()
+    from minirad.cli import main as minirad
+
+    with count_transfers(where=True) as moved:
+        status = minirad(argv)
+    print(
+        f"device stand-in: {moved.h2d} host-to-device copies ({moved.h2d_bytes} bytes), "
+        f"{moved.d2h} device-to-host ({moved.d2h_bytes} bytes)",
+        file=sys.stderr,
+    )
+    for site, count in Counter(moved.sites).most_common():
+        print(f"  {count:6}  {site}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -236,6 +236,56 @@ MUTATIONS = [
         "unbroadcast(grad * self.a, self.b.shape)",
         "grad * self.a",
     ),
+    # Device paths: each mutant brings back a host copy that issue 14 removed. Caught by the
+    # transfer budgets of the device tests (or by the stand-in refusing a host array).
+    (
+        "device: clip_grad_norm_ reads every norm back",
+        "minirad/optim.py",
+        "total = xp.sqrt(sum((g * g).sum() for g in grads))",
+        "total = xp.sqrt(sum(float((g * g).sum()) for g in grads))",
+    ),
+    (
+        "device: Dropout draws its mask on the host",
+        "minirad/nn/layers.py",
+        "keep = uniform_from_counter(array_module(x.data), key, x.shape) >= self.p",
+        "keep = like(uniform_from_counter(np, key, x.shape) >= self.p, x.data)",
+    ),
+    (
+        "device: Embedding reads device ids back to check them",
+        "minirad/nn/layers.py",
+        "if array_module(ids) is np:",
+        "if True:",
+    ),
+    (
+        "device: cross-entropy reads its row count back",
+        "kernels/softmax/cuda_c.py",
+        "kept = xp.maximum((targets != ignore_index).sum(), 1).astype(logits.dtype)",
+        "kept = max(int((targets != ignore_index).sum()), 1)",
+    ),
+    (
+        "device: the report model's tokens through np.asarray",
+        "minirad/models/report_model.py",
+        "tokens = like(tokens, images.data)",
+        "tokens = np.asarray(tokens)",
+    ),
+    (
+        "device: a Python number copied to the device",
+        "minirad/autograd.py",
+        "return Tensor(array_module(like.data).full((), value, dtype=like.dtype))",
+        "return Tensor(array_module(like.data).asarray(value, dtype=like.dtype))",
+    ),
+    (
+        "device: the trainer reads its losses every step",
+        "minirad/models/train_report.py",
+        "if sums.batches % SHOW_EVERY == 0:",
+        "if True:",
+    ),
+    (
+        "device: greedy decoding reads its finished mask every word",
+        "minirad/report/decoding.py",
+        "return 1 if xp is np else CHECK_EVERY",
+        "return 1",
+    ),
     # The labeler: a negation's scope must end at "but".
     (
         "labeler: 'but' no longer ends a clause",
@@ -254,13 +304,17 @@ TEST_COMMAND = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovi
 FIRST_TESTS = {
     "engine": ["tests/test_broadcasting.py", "tests/test_autograd.py"],
     "labeler": ["tests/test_labeler.py"],
+    "device": ["tests/test_device_training.py", "tests/test_device_decoding.py"],
 }
 KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_invariants.py", "tests/test_torch_oracle.py"]
 
 
-def area(file: str) -> str:
-    """The part of the project a mutated file belongs to: an op folder (with " GPU" for the
-    CUDA sources and Numba CUDA files), the engine, or the labeler."""
+def area(file: str, name: str = "") -> str:
+    """The part of the project a mutation belongs to: the device paths (a mutant named
+    "device: ..."), an op folder (with " GPU" for the CUDA sources and Numba CUDA files), the
+    engine, or the labeler."""
+    if name.startswith("device:"):
+        return "device"
     if file == "minirad/autograd.py":
         return "engine"
     if file == "minirad/data/labeler.py":
@@ -269,11 +323,11 @@ def area(file: str) -> str:
     return f"{family} GPU" if file.endswith((".cu", "numba_cuda.py")) else family
 
 
-def selections(file: str) -> list[list[str]]:
+def selections(file: str, name: str = "") -> list[list[str]]:
     """The pytest selections to run in turn, until one fails: the likely tests, then all."""
-    if area(file).endswith("GPU"):
+    if area(file, name).endswith("GPU"):
         return [GPU_TESTS]  # where such a bug is caught when no GPU exists
-    return [FIRST_TESTS.get(area(file), KERNEL_TESTS), ["tests"]]
+    return [FIRST_TESTS.get(area(file, name), KERNEL_TESTS), ["tests"]]
 
 
 def copy_installed_layout(dest: Path) -> None:
@@ -307,7 +361,7 @@ def run_mutation(name: str, file: str, old: str, new: str) -> tuple[bool, str, f
         target.write_text(source.replace(old, new))
         env = {**os.environ, "PYTHONPATH": tmp, "HYPOTHESIS_PROFILE": "ci"}
         start = time.perf_counter()
-        for selection in selections(file):
+        for selection in selections(file, name):
             result = subprocess.run(
                 TEST_COMMAND + selection, cwd=tmp, env=env, capture_output=True, text=True
             )
@@ -342,7 +396,7 @@ def main(words: list[str]) -> int:
         if words and not any(w in name for w in words):
             continue
         caught, failure, elapsed = run_mutation(name, file, old, new)
-        counts = score.setdefault(area(file), [0, 0])
+        counts = score.setdefault(area(file, name), [0, 0])
         counts[0] += caught
         counts[1] += 1
         verdict = "caught" if caught else "MISSED"

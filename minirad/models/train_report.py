@@ -303,7 +303,7 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
             words, finding = train_step(
                 model, optimizer, images, tokens, findings, config, warming_up
             )
-            if warming_up:
+            if words is None:  # the warm-up: no words yet
                 sums.add(len(rows), findings=finding.data)
             else:
                 sums.add(len(rows), words=words.data, findings=finding.data)

@@ -17,7 +17,7 @@ nothing says so. ModuleList and ModuleDict hold layers registered under their po
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -25,6 +25,8 @@ from minirad import backend, kernels
 from minirad.autograd import Tensor, array_module
 from minirad.backend import to_device
 from minirad.kernels import Ops
+
+ModuleT = TypeVar("ModuleT", bound="Module")  # Module.to returns the model of its own type
 
 
 class Parameter(Tensor):
@@ -149,7 +151,7 @@ class Module:
             xp = array_module(parameter.data)
             parameter.data = xp.array(state[name], copy=True)
 
-    def to(self, backend: str | Ops | None = None) -> Module:
+    def to(self: ModuleT, backend: str | Ops | None = None) -> ModuleT:
         """Move every parameter, and its gradient, to where `backend` computes; returns self.
 
         backend: a backend name ("cupy", "numba", "auto", ...; "cpu" means host memory, as

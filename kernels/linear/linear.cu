@@ -51,7 +51,7 @@ __device__ void matmul_tiled(const T* A, const T* B, T* C, int M, int N, int K,
     __shared__ T B_tile[TILE][TILE];
     int tx = threadIdx.x, ty = threadIdx.y;
     int n = blockIdx.x * TILE + tx;
-    // The same trip count in every thread of the block: none may skip a __syncthreads().
+    // The same trip count in every thread of the block: none may skip a barrier.
     for (int m0 = blockIdx.y * TILE; m0 < M; m0 += gridDim.y * TILE) {
         int m = m0 + ty;
         T total = 0;

@@ -64,3 +64,55 @@ def test_doctor_and_the_summary_agree_on_backends_in_fresh_processes():
         if line.startswith("backend ") and line.split(None, 2)[2] == "available"
     ]
     assert doctor == summary
+
+
+# -- --backend ----------------------------------------------------------------------------------
+
+COMMANDS_WITH_BACKEND = [
+    ["doctor"],
+    ["data", "synth", "--out", "x"],
+    ["demo"],
+    ["train", "--data", "d", "--out", "m.npz"],
+    ["evaluate", "--data", "d"],
+    ["report", "image.png"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS_WITH_BACKEND, ids=lambda c: " ".join(c[:2]))
+def test_every_command_takes_backend(command):
+    from minirad.cli import build_parser
+
+    args = build_parser().parse_args([*command, "--backend", "numpy"])
+    assert args.backend == "numpy"
+    assert not hasattr(build_parser().parse_args(command), "backend")  # absent: env, or auto
+
+
+def test_backend_switches_the_engine_for_the_command(monkeypatch, capsys):
+    from minirad import backend
+
+    seen = {}
+    monkeypatch.setattr(
+        "minirad.cli._doctor", lambda args: seen.setdefault("ops", backend.active())
+    )
+    with backend.use_backend("numba"):
+        main(["doctor", "--backend", "numpy"])
+    assert seen["ops"].name == "numpy"
+
+
+def test_a_backend_that_cannot_run_is_one_line_and_exit_1(monkeypatch, capsys):
+    from minirad import kernels
+
+    monkeypatch.setattr(kernels, "why_unavailable", lambda name: f"{name}: no such thing here")
+    assert main(["doctor", "--backend", "cupy"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.strip() == "minirad: error: backend 'cupy' is not available: cupy: no such thing here"
+    )
+
+
+def test_doctor_says_what_auto_picks_and_why(capsys):
+    assert main(["doctor"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("backend auto"))
+    from minirad import backend
+
+    assert backend.resolve("auto") in line

@@ -504,3 +504,21 @@ def test_the_exif_orientation_is_applied(tmp_path):
     shown = read_image(tmp_path / "rotated.jpg")
     assert shown.shape == (48, 32)
     assert np.abs(shown - read_image(tmp_path / "upright.png")).mean() < 0.02
+
+
+def test_a_deeply_nested_annotation_is_refused_in_one_line(tmp_path):
+    (tmp_path / "annotation.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not valid JSON .*nested too deeply") as info:
+        load_r2gen_annotation(tmp_path / "annotation.json")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("image_path", ["/etc/passwd", "../outside.png", "images/../../x.png"])
+def test_an_image_path_outside_the_data_folder_is_refused(tmp_path, image_path):
+    _png(tmp_path / "outside.png")
+    (tmp_path / "data").mkdir()
+    item = {"id": "s1", "report": "x", "image_path": [image_path]}
+    path = _annotation(tmp_path / "data", {"train": [item]})
+    with pytest.raises(ValueError, match="must be a relative path inside") as info:
+        load_r2gen_annotation(path)
+    assert "train[0]" in str(info.value) and image_path in str(info.value)

@@ -84,9 +84,13 @@ def _train(args: argparse.Namespace) -> int:
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{name: value for name, value in vars(args).items() if name in fields})
     result = train_report_model(args.data, args.out, config, resume=args.resume)
-    out = Path(args.out)
-    best = result.history.best_epoch()
-    print(f"best model (epoch {best}) in {out}; curves in {curves_path(out)}")
+    out, history = Path(args.out), result.history
+    if not history.epoch:  # Ctrl-C in the first epoch: no curves were drawn
+        print(f"interrupted in epoch 1: {out} holds the weights so far; no curves yet")
+        return 130
+    best = history.best_epoch()
+    held = f"epoch {best}" if best is not None else f"epoch {history.epoch[-1]}, not validated"
+    print(f"best model ({held}) in {out}; curves in {curves_path(out)}")
     return 130 if result.interrupted else 0
 
 
@@ -101,6 +105,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from minirad.report.evaluation import evaluate, format_results
     from minirad.report.pipeline import default_model_path
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(
+            f"--limit: must be >= 1 (the number of studies to score), got {args.limit}"
+        )
     model = args.model or default_model_path()
     method = _method_for(args.beam)
     results = evaluate(model, args.data, args.split, method, args.beam, args.limit, args.train_data)

@@ -5,7 +5,7 @@
         file.write(...)
     with atomic_directory("phantoms") as staging:       # a folder, filled and then renamed
         (staging / "annotation.json").write_text(...)
-    write_set_atomically({"r.txt": text, "r.png": png})  # several files: all of them or none
+    write_set_atomically({Path("r.txt"): text, Path("r.png"): png})  # all of them, or none
 
 Each writes to a temporary name in the same folder, makes the bytes durable (fsync), and renames
 the temporary over the final name. os.replace is atomic within one file system, so an
@@ -98,7 +98,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def write_set_atomically(files: Mapping[str | os.PathLike[str], bytes]) -> None:
+def write_set_atomically(files: Mapping[Path, bytes]) -> None:
     """Write several files as one set: each path gets its bytes, or (on an exception) none does.
 
     A report is four files (.txt .json .html .png) that describe one image; three of them without

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,9 +84,13 @@ def _train(args: argparse.Namespace) -> int:
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{name: value for name, value in vars(args).items() if name in fields})
     result = train_report_model(args.data, args.out, config, resume=args.resume)
-    out = Path(args.out)
-    best = result.history.best_epoch()
-    print(f"best model (epoch {best}) in {out}; curves in {curves_path(out)}")
+    out, history = Path(args.out), result.history
+    if not history.epoch:  # Ctrl-C in the first epoch: no curves were drawn
+        print(f"interrupted in epoch 1: {out} holds the weights so far; no curves yet")
+        return 130
+    best = history.best_epoch()
+    held = f"epoch {best}" if best is not None else f"epoch {history.epoch[-1]}, not validated"
+    print(f"best model ({held}) in {out}; curves in {curves_path(out)}")
     return 130 if result.interrupted else 0
 
 
@@ -97,11 +102,13 @@ def _method_for(beam: int) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
-
     from minirad.report.evaluation import evaluate, format_results
     from minirad.report.pipeline import default_model_path
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(
+            f"--limit: must be >= 1 (the number of studies to score), got {args.limit}"
+        )
     model = args.model or default_model_path()
     method = _method_for(args.beam)
     results = evaluate(model, args.data, args.split, method, args.beam, args.limit, args.train_data)
@@ -109,68 +116,136 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _image_files(arguments: list[str]) -> list[Path]:
-    """The files named, and the image files inside each folder named (sorted, recursively)."""
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """One image to report on: where it is, and its name relative to the argument that named it
+    ("p1/image.png" inside the folder argument "scans/"; "chest.dcm" for a file argument)."""
+
+    path: Path
+    name: str
+
+    @property
+    def shown(self) -> str:
+        """The name as text that can be printed and encoded: bytes that are not UTF-8 in a file
+        name (a Latin-1 "caf\\xe9.png") become U+FFFD instead of failing every write."""
+        return printable(self.name)
+
+
+def printable(text: str) -> str:
+    """`text` with the undecodable bytes of a file name (Python's surrogate escapes) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _inputs(arguments: list[str]) -> tuple[list[Input], list[str]]:
+    """The files named, and the image files inside each folder named (sorted, recursively).
+
+    Returns the inputs and one error line per argument that names no image (a folder with none
+    inside): like a missing file, it is reported and the other arguments are still read. A
+    missing or bad file is an input: the reader says what is wrong with it, in one line.
+    """
     from minirad.data.datasets import IMAGE_SUFFIXES
 
-    files: list[Path] = []
+    inputs, errors = [], []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
-            inside = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not inside:
-                raise ValueError(f"{path}: no PNG, JPEG, TIFF or DICOM file inside")
-            files += inside
-        else:
-            files.append(path)  # a missing or bad file is reported by the reader, one line
-    return files
+        if not path.is_dir():
+            inputs.append(Input(path, path.name))
+            continue
+        inside = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not inside:
+            errors.append(f"{printable(str(path))}: no PNG, JPEG, TIFF or DICOM file inside")
+        inputs += [Input(p, p.relative_to(path).as_posix()) for p in inside]
+    return inputs, errors
 
 
-def _output_stems(files: list[Path]) -> dict[Path, str]:
-    """The name each input's outputs get: its stem ("chest" for chest.dcm), or, where two inputs
-    share a stem (chest.dcm and chest.jpg), the stem and the suffix ("chest-dcm", "chest-jpg"),
-    so that no report overwrites another."""
-    counts: dict[str, int] = {}
-    for path in files:
-        counts[path.stem] = counts.get(path.stem, 0) + 1
-    stems = {}
-    for path in files:
-        shared = counts[path.stem] > 1 and path.suffix
-        stems[path] = f"{path.stem}-{path.suffix[1:].lower()}" if shared else path.stem
-    return stems
+def _output_stems(inputs: list[Input]) -> list[str]:
+    """The name each input's outputs get, in order: its relative name without the suffix
+    ("p1/image" for p1/image.png, so that p1/image.png and p2/image.png keep apart). Where two
+    inputs share that (chest.dcm and chest.jpg), the suffix joins the stem ("chest-dcm",
+    "chest-jpg"); where they still clash (a/chest.png and b/chest.png given as two files, both
+    named "chest.png"), the later ones are numbered ("chest-2"), in the order given."""
+    plain = [str(Path(i.name).with_suffix("")) for i in inputs]
+    stems = [
+        f"{stem}-{Path(i.name).suffix[1:].lower()}" if plain.count(stem) > 1 else stem
+        for stem, i in zip(plain, inputs, strict=True)
+    ]
+    unique, seen = [], set()
+    for stem in stems:
+        candidate, number = stem, 1
+        while candidate in seen:
+            number += 1
+            candidate = f"{stem}-{number}"
+        seen.add(candidate)
+        unique.append(candidate)
+    return unique
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
+    """Report on every input; a bad one is one line on stderr, and the batch goes on.
 
+    Each input's output set is written whole or not at all (render.write_outputs). Ctrl-C stops
+    the batch between two inputs' sets, and says how far it got.
+    """
     from minirad.report.pipeline import Reporter
-    from minirad.report.render import to_text, write_outputs
 
     reporter = Reporter(args.model)
     method = _method_for(args.beam)
-    failed, results = 0, []
-    files = _image_files(args.images)
-    stems = _output_stems(files)
-    for path in files:
-        try:
-            report = reporter.report_file(path, method=method, width=args.beam)
-        except ValueError as error:  # ImageReadError included: one line, then the next file
-            print(f"minirad: error: {error}", file=sys.stderr)
-            failed += 1
-            continue
-        if args.out:
-            write_outputs(report, args.out, stems[path])
+    inputs, errors = _inputs(args.images)
+    for line in errors:
+        print(f"minirad: error: {line}", file=sys.stderr)
+    results: list[dict] = []
+    failed, done = len(errors), 0
+    try:
+        for item, stem in zip(inputs, _output_stems(inputs), strict=True):
+            failed += 0 if _report_one(reporter, item, stem, args, method, results) else 1
+            done += 1
+    except KeyboardInterrupt:
+        print(
+            f"minirad: interrupted after {done} of {len(inputs)} inputs "
+            "(each report written is whole)",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
         if args.json:
-            results.append(report.to_dict())
-        else:
-            print(f"== {path}\n{to_text(report)}")
-    if args.json:
-        print(json.dumps(results, indent=2))
+            print(json.dumps(results, indent=2))
     if args.out:
         print(f"reports written to {args.out}/", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _report_one(reporter, item: Input, stem: str, args, method: str, results: list) -> bool:
+    """Report on one input, write its set, print it; False (and one line) if it failed."""
+    from minirad.data.gate import InputRefusedError
+    from minirad.report.render import to_text, write_outputs
+
+    try:
+        report = reporter.report_file(item.path, force=args.force, method=method, width=args.beam)
+    except ValueError as error:  # ImageReadError and the gate's refusals included
+        hint = ""
+        if isinstance(error, InputRefusedError) and error.overridable:
+            hint = " (--force reports on it anyway)"
+        print(f"minirad: error: {printable(str(error))}{hint}", file=sys.stderr)
+        return False
+    report = dataclasses.replace(report, source=item.shown)
+    if args.out:
+        try:
+            write_outputs(report, args.out, stem)
+        except OSError as error:  # a full disk, a folder without permission, ...
+            reason = error.strerror or str(error)
+            print(
+                f"minirad: error: {printable(str(item.path))}: its report was not written to "
+                f"{args.out}: {reason}",
+                file=sys.stderr,
+            )
+            return False
+    if args.json:
+        results.append(report.to_dict())
+    else:
+        print(f"== {printable(str(item.path))}\n{to_text(report)}")
+    return True
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -295,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model", help="MODEL.npz (default: the bundled weights)")
     report.add_argument("--beam", type=int, default=3, help=BEAM_HELP)
     report.add_argument("--json", action="store_true", help="print JSON instead of text")
+    report.add_argument(
+        "--force",
+        action="store_true",
+        help="report on a file whose DICOM header the input gate refuses (CT, lateral, ...); "
+        "the report is marked FORCED",
+    )
     report.set_defaults(run=_report)
 
     # Listed for --help; its options belong to the benchmark script (see main).

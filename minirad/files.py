@@ -5,6 +5,7 @@
         file.write(...)
     with atomic_directory("phantoms") as staging:       # a folder, filled and then renamed
         (staging / "annotation.json").write_text(...)
+    write_set_atomically({Path("r.txt"): text, Path("r.png"): png})  # all of them, or none
 
 Each writes to a temporary name in the same folder, makes the bytes durable (fsync), and renames
 the temporary over the final name. os.replace is atomic within one file system, so an
@@ -22,7 +23,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -95,6 +96,52 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def write_set_atomically(files: Mapping[Path, bytes]) -> None:
+    """Write several files as one set: each path gets its bytes, or (on an exception) none does.
+
+    A report is four files (.txt .json .html .png) that describe one image; three of them without
+    the fourth are a broken set. So every file is first written whole to its temporary and
+    fsynced, and only then are the temporaries renamed, one after the other, to their names. A
+    failure while writing (a full disk) removes the temporaries and changes nothing. Ctrl-C
+    during the renames (a few microseconds) is held until the last one is done, so that the
+    set is whole; an OSError from a rename itself, which a file system almost never gives, can
+    leave the set part new.
+    """
+    staged: list[tuple[Path, Path]] = []  # (temporary, final path)
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            _sweep_once(path.parent)
+            temporary, handle = _create_file(path)
+            staged.append((temporary, path))
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+    except BaseException:
+        for temporary, _ in staged:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+        raise
+    _rename_all(staged)
+
+
+def _rename_all(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each temporary to its final path; a KeyboardInterrupt waits for the last one."""
+    interrupted: KeyboardInterrupt | None = None
+    for temporary, path in staged:
+        try:
+            os.replace(temporary, path)
+        except KeyboardInterrupt as error:  # Ctrl-C here: finish the set, then stop
+            interrupted = error
+            if os.path.lexists(temporary):  # the interrupt came before the rename, not after
+                os.replace(temporary, path)
+    for folder in {path.parent for _, path in staged}:
+        _fsync_directory(folder)
+    if interrupted is not None:
+        raise interrupted
 
 
 def _create_file(path: Path) -> tuple[Path, int]:

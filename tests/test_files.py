@@ -17,6 +17,7 @@ from minirad.files import (
     remove_stale_temporaries,
     temporary_name,
     write_atomically,
+    write_set_atomically,
 )
 from minirad.nn import checkpoint
 
@@ -146,3 +147,39 @@ def test_an_atomic_directory_appears_whole_with_the_umask_mode(tmp_path, umask):
         (staging / "a.txt").write_text("a")
         raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_set_of_files_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    old = {tmp_path / f"r.{suffix}": b"old" for suffix in ("txt", "json", "png")}
+    for path, data in old.items():
+        path.write_bytes(data)
+    new = {path: b"new " + path.suffix.encode() for path in old}
+    real_fsync = os.fsync
+    fsyncs = []
+
+    def disk_full_at_the_third(fd):
+        fsyncs.append(fd)
+        if len(fsyncs) == 3:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_full_at_the_third)
+    with pytest.raises(OSError, match="No space left"):
+        write_set_atomically(new)
+    assert {path: path.read_bytes() for path in old} == old  # not one file changed
+    assert leftovers(tmp_path) == []
+    monkeypatch.setattr(os, "fsync", real_fsync)
+
+    real_replace, renamed = os.replace, []
+
+    def ctrl_c_after_the_first_rename(source, target):
+        real_replace(source, target)
+        renamed.append(target)
+        if len(renamed) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", ctrl_c_after_the_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        write_set_atomically(new)
+    assert {path: path.read_bytes() for path in old} == new  # the whole set, then the stop
+    assert leftovers(tmp_path) == []

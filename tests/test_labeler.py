@@ -260,3 +260,15 @@ def test_empty_report_mentions_nothing():
 def test_every_finding_has_a_key():
     labels = label_report("Normal chest radiograph.")
     assert list(labels) == list(FINDINGS)
+
+
+def test_labeling_is_linear_in_the_mentions_of_a_clause():
+    """8000 mentions in one clause took 34.7 s when each mention was checked against every other
+    (and every cue searched again for each): now each is found and classified once."""
+    import time
+
+    started = time.perf_counter()
+    labels = label_report("effusion " * 8000 + "no pneumothorax or nodule " * 4000)
+    seconds = time.perf_counter() - started
+    assert labels["pleural_effusion"] == 1 and labels["pneumothorax"] == 0
+    assert seconds < 5.0, f"{seconds:.1f} s for 16,000 mentions"

@@ -202,7 +202,9 @@ def test_patient_identifiers_never_returned(tmp_path):
     metadata = read_dicom_metadata(path)
     assert set(metadata) == {
         "Modality",
+        "BodyPartExamined",
         "PhotometricInterpretation",
+        "SamplesPerPixel",
         "Rows",
         "Columns",
         "BitsStored",
@@ -417,3 +419,106 @@ def test_hash_split_is_deterministic_and_roughly_70_10_20():
     assert abs(counts["train"] - 0.7) < 0.04
     assert abs(counts["val"] - 0.1) < 0.03
     assert abs(counts["test"] - 0.2) < 0.03
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 15: bad headers and files get one line naming the file, never a library's traceback
+
+
+def test_samples_per_pixel_that_do_not_fit_the_photometric_are_refused(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint16)
+    fields = dict(Rows=8, Columns=8, BitsAllocated=16, BitsStored=12, HighBit=11)
+    write_dicom(
+        tmp_path / "spp3.dcm",
+        None,
+        SamplesPerPixel=3,
+        PhotometricInterpretation="MONOCHROME2",
+        PixelRepresentation=0,
+        PlanarConfiguration=0,
+        PixelData=rgb.tobytes(),
+        **fields,
+    )
+    assert_one_line_error(tmp_path / "spp3.dcm", "SamplesPerPixel 3 does not fit MONOCHROME2")
+
+
+def test_a_header_number_that_is_not_a_number_is_named(tmp_path):
+    path = tmp_path / "frames.dcm"
+    write_dicom(path, gradient(), NumberOfFrames="7")
+    data = path.read_bytes()
+    tag = data.index(b"\x28\x00\x08\x00IS\x02\x00")  # (0028,0008) NumberOfFrames, 2 bytes
+    path.write_bytes(data[: tag + 8] + b"ab" + data[tag + 10 :])
+    assert_one_line_error(path, "NumberOfFrames 'ab' is not a whole number")
+
+
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        (dict(WindowCenter="nan", WindowWidth=100), "WindowCenter 'nan' is not a finite number"),
+        (dict(WindowCenter=100, WindowWidth=0), "WindowWidth '0.0' must be >= 1"),
+        (dict(RescaleSlope="nan", RescaleIntercept=0), "RescaleSlope 'nan' is not a finite"),
+    ],
+)
+def test_a_window_or_rescale_that_is_not_finite_is_refused(tmp_path, fields, reason):
+    write_dicom(tmp_path / "w.dcm", gradient(), **fields)
+    assert_one_line_error(tmp_path / "w.dcm", reason)
+
+
+def test_a_dicom_with_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    header = dict(SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2", BitsAllocated=16)
+    header.update(BitsStored=12, HighBit=11, PixelRepresentation=0)
+    write_dicom(
+        tmp_path / "huge.dcm", None, Rows=30000, Columns=30000, PixelData=b"\0" * 64, **header
+    )
+
+    def never(self):
+        raise AssertionError("decoded the pixels of a file that is too large")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(never))
+    assert_one_line_error(
+        tmp_path / "huge.dcm", r"image too large \(900000000 pixels; decompression-bomb limit"
+    )
+
+
+def test_a_symlink_loop_is_not_called_missing(tmp_path):
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    assert_one_line_error(tmp_path / "loop.png", "symbolic link loop")
+    (tmp_path / "dangling.png").symlink_to("nowhere.png")
+    assert_one_line_error(tmp_path / "dangling.png", "broken symbolic link")
+
+
+def test_a_png_with_a_bad_checksum_is_a_corrupt_png(tmp_path):
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / "good.png")
+    data = bytearray((tmp_path / "good.png").read_bytes())
+    data[29] ^= 0xFF  # the IHDR chunk's CRC
+    (tmp_path / "crc.png").write_bytes(bytes(data))
+    assert_one_line_error(tmp_path / "crc.png", "corrupt PNG file")
+
+
+def test_the_exif_orientation_is_applied(tmp_path):
+    upright = np.zeros((48, 32), np.uint8)
+    upright[:8, :] = 255  # a bright band at the top
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation 6: the stored picture is shown turned 90 degrees clockwise
+    Image.fromarray(np.rot90(upright, 1)).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    shown = read_image(tmp_path / "rotated.jpg")
+    assert shown.shape == (48, 32)
+    assert np.abs(shown - read_image(tmp_path / "upright.png")).mean() < 0.02
+
+
+def test_a_deeply_nested_annotation_is_refused_in_one_line(tmp_path):
+    (tmp_path / "annotation.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not valid JSON .*nested too deeply") as info:
+        load_r2gen_annotation(tmp_path / "annotation.json")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("image_path", ["/etc/passwd", "../outside.png", "images/../../x.png"])
+def test_an_image_path_outside_the_data_folder_is_refused(tmp_path, image_path):
+    _png(tmp_path / "outside.png")
+    (tmp_path / "data").mkdir()
+    item = {"id": "s1", "report": "x", "image_path": [image_path]}
+    path = _annotation(tmp_path / "data", {"train": [item]})
+    with pytest.raises(ValueError, match="must be a relative path inside") as info:
+        load_r2gen_annotation(path)
+    assert "train[0]" in str(info.value) and image_path in str(info.value)

@@ -113,3 +113,13 @@ def test_the_library_names_its_argument_and_the_cli_its_flag(tmp_path, capsys):
         synthesize_dataset(tmp_path / "zero", n=0, seed=0)
     assert main(["data", "synth", "--n", "0", "--out", str(tmp_path / "zero")]) == 1
     assert capsys.readouterr().err.strip() == "minirad: error: --n: need at least one image, got 0"
+
+
+@pytest.mark.parametrize("size", [0, 7, 20000])
+def test_an_image_size_out_of_bounds_is_refused_before_any_work(tmp_path, size, capsys):
+    out = tmp_path / "d"
+    assert main(["data", "synth", "--n", "2", "--size", str(size), "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"minirad: error: --size: must be an integer from 32 to 1024 pixels, got {size}"
+    )
+    assert not out.exists()

@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -120,6 +120,8 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+    except RecursionError:  # [[[[...]]]] 100,000 deep: Python's parser recurses once per level
+        raise ValueError(f"{path}: not valid JSON (arrays or objects nested too deeply)") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object with train/val/test lists")
     return data
@@ -138,6 +140,11 @@ def _r2gen_record(item: object, split: str, image_dir: Path, where: str) -> Reco
     paths = item["image_path"]
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         raise ValueError(f"{where}: 'image_path' must be a non-empty list of paths")
+    for path in paths:
+        if not _stays_inside(path):
+            raise ValueError(
+                f"{where}: image path {path!r} must be a relative path inside {image_dir}"
+            )
     image_paths = [image_dir / p for p in paths]
     for image in image_paths:
         if not image.is_file():
@@ -148,6 +155,25 @@ def _r2gen_record(item: object, split: str, image_dir: Path, where: str) -> Reco
             f"{where}: 'findings' must be an object, or a list of objects each with a 'name'"
         )
     return Record(str(item["id"]), image_paths, item["report"], split, findings)
+
+
+def _stays_inside(relative: str) -> bool:
+    """Whether a path from an annotation names a file inside its data folder.
+
+    An annotation is data, and data can come from anyone: "/etc/passwd" or "../../x.png" would
+    have a training run read (and a report show) a file that is not part of the dataset. The
+    test is on the text of the path, not on where it resolves, so that a data folder whose
+    images/ is a symbolic link to another disk still works.
+    """
+    path = PurePosixPath(relative.replace("\\", "/"))
+    if path.is_absolute() or PureWindowsPath(relative).drive:
+        return False
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return False
+    return True
 
 
 def _is_findings(value: object) -> bool:

@@ -142,25 +142,53 @@ def split_clauses(sentence: str) -> list[str]:
     return [c.strip(" ,") for c in CLAUSE_BREAK.split(sentence) if c.strip(" ,")]
 
 
-def _find_mentions(clause: str, taken: list[tuple[int, int]]) -> list[tuple[str, int, int]]:
-    """(finding, start, end) for each synonym match in `clause` outside the spans `taken`."""
+def _find_mentions(clause: str, taken: bytearray) -> list[tuple[str, int, int]]:
+    """(finding, start, end) for each synonym match in `clause` outside the characters `taken`.
+
+    taken[i] is 1 where character i already belongs to a mention (or a normal phrase): a match
+    that touches one is a synonym inside a longer mention ("pleural effusion" inside "blunting
+    ..."), not a mention of its own. Checking the characters of a match, rather than comparing it
+    with every earlier mention, keeps a clause of m mentions linear in m, not quadratic.
+    """
     found = []
     for name, patterns in MENTIONS.items():
         for pattern in patterns:
             for m in re.finditer(rf"\b{pattern}\b", clause):
-                if not any(s < m.end() and m.start() < e for s, e in taken):
+                if not any(taken[m.start() : m.end()]):
                     found.append((name, m.start(), m.end()))
-                    taken = taken + [(m.start(), m.end())]
+                    taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
     return found
 
 
-def classify_mention(clause: str, start: int, end: int) -> int:
-    """UNCERTAIN, NEGATIVE or POSITIVE for the mention clause[start:end]."""
-    if UNCERTAINTY_CUES.search(clause):
+class ClauseCues:
+    """Where the cues of one clause are, found once: each mention is then classified in O(1).
+
+    uncertain: an uncertainty cue anywhere in the clause. first_negation_end: where the first
+    negation cue ends (a mention after it is negated), after blanking "no change" and its kind.
+    last_post_negation: where the last "... is not seen" cue starts (a mention before it is
+    negated). Searching the clause again for each mention made a long clause quadratic.
+    """
+
+    def __init__(self, clause: str) -> None:
+        self.uncertain = UNCERTAINTY_CUES.search(clause) is not None
+        # Blank "no change" with spaces of the same length, so that positions stay those of
+        # the clause.
+        blanked = NOT_A_NEGATION.sub(lambda m: " " * len(m.group()), clause)
+        first = PRE_NEGATION.search(blanked)
+        self.first_negation_end = first.end() if first else len(clause) + 1
+        starts = [m.start() for m in POST_NEGATION.finditer(clause)]
+        self.last_post_negation = max(starts, default=-1)
+
+
+def classify_mention(clause: str, start: int, end: int, cues: ClauseCues | None = None) -> int:
+    """UNCERTAIN, NEGATIVE or POSITIVE for the mention clause[start:end].
+
+    `cues`: the clause's ClauseCues, when the caller classifies many mentions of one clause.
+    """
+    cues = cues or ClauseCues(clause)
+    if cues.uncertain:
         return UNCERTAIN
-    before = NOT_A_NEGATION.sub(" ", clause[:start])
-    after = clause[end:]
-    if PRE_NEGATION.search(before) or POST_NEGATION.search(after):
+    if cues.first_negation_end <= start or cues.last_post_negation >= end:
         return NEGATIVE
     return POSITIVE
 
@@ -177,15 +205,17 @@ def _aggregate(labels: dict[str, int | None], name: str, label: int) -> None:
 
 def label_clause(clause: str) -> list[tuple[str, int]]:
     """(finding, label) for every mention in one clause, normal-structure phrases included."""
-    results, taken = [], []
+    results: list[tuple[str, int]] = []
+    taken = bytearray(len(clause))
+    cues = ClauseCues(clause)
     for pattern, names in NORMAL_PHRASES:
         for m in re.finditer(rf"\b{pattern}", clause):
-            taken.append((m.start(), m.end()))
+            taken[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
             # "Heart size is normal" is itself negative, unless something makes it uncertain.
-            label = UNCERTAIN if UNCERTAINTY_CUES.search(clause) else NEGATIVE
+            label = UNCERTAIN if cues.uncertain else NEGATIVE
             results += [(name, label) for name in names]
     for name, start, end in _find_mentions(clause, taken):
-        results.append((name, classify_mention(clause, start, end)))
+        results.append((name, classify_mention(clause, start, end, cues)))
     return results
 
 

@@ -4,27 +4,39 @@
 
 Two kinds of file reach a report generator:
 
-* ordinary pictures (PNG, JPEG, TIFF; 8 or 16 bits; grey or colour), read with Pillow. Colour is
-  turned into grey with Pillow's 'L' weights (0.299 R + 0.587 G + 0.114 B), 8-bit values are
-  divided by 255 and 16-bit values by 65535;
+* ordinary pictures (PNG, JPEG, TIFF; 8 or 16 bits; grey or colour), read with Pillow. The EXIF
+  orientation is applied (a phone or a viewer stores a rotated JPEG upright and says so in a
+  tag), colour is turned into grey with Pillow's 'L' weights (0.299 R + 0.587 G + 0.114 B), 8-bit
+  values are divided by 255 and 16-bit values by 65535;
 * DICOM files, the hospital format, read with pydicom. A DICOM stores raw detector numbers, not
   brightness, so three steps from the standard turn them into a picture a radiologist would see:
   the modality LUT (Rescale Slope/Intercept), the VOI LUT or window (which range of values is
   shown), and the photometric interpretation (MONOCHROME1 means "high value = dark").
 
 Every failure raises `ImageReadError` with one line naming the file and the reason, so a data
-loader can report a bad file among thousands without a library traceback. Patient identifiers in
-a DICOM header never leave this module: `read_image` returns pixels only, and
-`read_dicom_metadata` returns only the technical fields listed in `DICOM_METADATA_FIELDS`.
+loader can report a bad file among thousands without a library traceback: a header field that
+is not a number, a DICOM that declares more pixels than Pillow's decompression-bomb limit
+(checked before any pixel is decoded), a value that is not finite after the rescale or window.
+
+`read_image` reads whatever is a readable picture. Whether a report generator should report on
+it (a CT slice, a lateral view, a colour photograph, a blank image) is the input gate's question:
+see minirad.data.gate, which reads through `decode_image` and `read_dicom_metadata` here.
+
+Patient identifiers in a DICOM header never leave this module: `read_image` returns pixels
+only, and `read_dicom_metadata` returns only the technical fields in `DICOM_METADATA_FIELDS`.
 """
 
 from __future__ import annotations
 
+import errno
+import math
+import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 try:  # pydicom >= 3
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -37,10 +49,13 @@ except ImportError:  # pydicom 2.x
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 __all__ = [
     "DICOM_METADATA_FIELDS",
+    "DecodedImage",
     "ImageReadError",
+    "decode_image",
     "is_dicom",
     "read_dicom_metadata",
     "read_image",
@@ -48,11 +63,22 @@ __all__ = [
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 PILLOW_FORMATS = ("PNG", "JPEG", "TIFF")
+# The first bytes of each format: a file that starts like a PNG but does not open is a corrupt
+# PNG, not "not a PNG".
+SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"II*\0": "TIFF",
+    b"MM\0*": "TIFF",
+}
+LUMA = (0.299, 0.587, 0.114)  # Pillow's 'L' weights (ITU-R 601)
 
 # The only header fields that may leave this module: technical, never identifying.
 DICOM_METADATA_FIELDS = (
     "Modality",
+    "BodyPartExamined",
     "PhotometricInterpretation",
+    "SamplesPerPixel",
     "Rows",
     "Columns",
     "BitsStored",
@@ -69,8 +95,20 @@ class ImageReadError(ValueError):
         super().__init__(f"{self.path}: {self.reason}")
 
 
+@dataclass(frozen=True)
+class DecodedImage:
+    """A file's pixels as grey, and how coloured they were before they became grey.
+
+    grey (H, W) float32 in [0, 1]; colour_spread: the mean over pixels of max(R, G, B) -
+    min(R, G, B), in [0, 1]: 0 for a grey file (and for colour channels that are all equal).
+    """
+
+    grey: np.ndarray
+    colour_spread: float = 0.0
+
+
 # ---------------------------------------------------------------------------------------------
-# The entry point
+# The entry points
 # ---------------------------------------------------------------------------------------------
 
 
@@ -81,12 +119,18 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
     filter, which averages over the source pixels when shrinking). Raises ImageReadError for a
     missing, empty, truncated, corrupt or non-image file.
     """
+    image = decode_image(path).grey
+    return image if size is None else resize(image, size)
+
+
+def decode_image(path: str | Path) -> DecodedImage:
+    """The pixels of a PNG, JPEG, TIFF or DICOM file as grey (H, W), with their colour spread."""
     path = Path(path)
     _check_file(path)
-    image = _read_dicom(path) if is_dicom(path) else _read_pillow(path)
-    if size is not None:
-        image = _resize(image, size)
-    return image
+    decoded = _read_dicom(path) if is_dicom(path) else _read_pillow(path)
+    if not np.isfinite(decoded.grey).all():  # a NaN slope, a window of inf, ...
+        raise ImageReadError(path, "pixel values are not finite (NaN or inf) after rescale")
+    return decoded
 
 
 def is_dicom(path: str | Path) -> bool:
@@ -107,16 +151,34 @@ def is_dicom(path: str | Path) -> bool:
 
 
 def _check_file(path: Path) -> None:
-    """Refuse, with a clear reason, what is not a readable non-empty file."""
-    if not path.exists():
-        raise ImageReadError(path, "no such file")
+    """Refuse, with a clear reason, what is not a readable non-empty file.
+
+    os.stat says why a path cannot be read (Path.exists() only says False): a symbolic link that
+    points to itself is a loop, not a missing file, and a folder without permission is neither.
+    """
+    try:
+        status = os.stat(path)
+    except OSError as error:
+        raise ImageReadError(path, _stat_reason(path, error)) from None
     if not path.is_file():
         raise ImageReadError(path, "not a file")
-    if path.stat().st_size == 0:
+    if status.st_size == 0:
         raise ImageReadError(path, "file is empty")
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
+def _stat_reason(path: Path, error: OSError) -> str:
+    if error.errno == errno.ENOENT:
+        return (
+            "broken symbolic link (its target does not exist)"
+            if path.is_symlink()
+            else "no such file"
+        )
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop (the link leads back to itself)"
+    return error.strerror or type(error).__name__
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
     """Resize a float image to (size, size) with Pillow in 32-bit float mode (no 8-bit rounding)."""
     if not isinstance(size, int) or size <= 0:
         raise ValueError(f"size must be a positive int, got {size!r}")
@@ -131,8 +193,8 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    """Decode a PNG/JPEG/TIFF with Pillow and scale it to [0, 1].
+def _read_pillow(path: Path) -> DecodedImage:
+    """Decode a PNG/JPEG/TIFF with Pillow, turn it upright (EXIF) and scale it to [0, 1].
 
     Pillow's decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays on, and its warning is
     turned into an error: a small file that claims billions of pixels is refused before decoding.
@@ -142,12 +204,18 @@ def _read_pillow(path: Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=PILLOW_FORMATS) as im:
                 im.load()  # Image.open is lazy: truncation and corruption show up here
-                return _pillow_to_grey(im, path)
+                upright = ImageOps.exif_transpose(im)  # as every viewer shows it
+                return DecodedImage(_pillow_to_grey(upright, path), _colour_spread(upright))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         limit = Image.MAX_IMAGE_PIXELS
         reason = f"image too large (decompression-bomb limit {limit} pixels): {e}"
         raise ImageReadError(path, reason) from None
     except Image.UnidentifiedImageError:
+        kind = _format_by_signature(path)
+        if kind is not None:  # a PNG whose checksum is wrong is still a PNG, a broken one
+            raise ImageReadError(
+                path, f"corrupt {kind} file (it starts like one but does not open)"
+            ) from None
         raise ImageReadError(path, "not a PNG, JPEG, TIFF or DICOM image") from None
     except ImageReadError:
         raise
@@ -173,43 +241,133 @@ def _pillow_to_grey(im: Image.Image, path: Path) -> np.ndarray:
     return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
 
 
+def _colour_spread(im: Image.Image) -> float:
+    """How far the colour channels of `im` differ: mean of max(R, G, B) - min(R, G, B) in [0, 1]."""
+    if im.mode in ("1", "L", "LA", "I", "F") or im.mode.startswith("I;16"):
+        return 0.0  # grey modes have one channel
+    rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
+
+
+def _format_by_signature(path: Path) -> str | None:
+    """'PNG', 'JPEG' or 'TIFF' if the file starts with that format's signature, else None."""
+    with path.open("rb") as f:
+        start = f.read(8)
+    return next((kind for magic, kind in SIGNATURES.items() if start.startswith(magic)), None)
+
+
 # ---------------------------------------------------------------------------------------------
 # DICOM through pydicom
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_dicom(path: Path) -> np.ndarray:
-    """Read a single-frame monochrome DICOM and render it as the radiologist would see it."""
+def _read_dicom(path: Path) -> DecodedImage:
+    """Read a single-frame DICOM and render it as the radiologist would see it.
+
+    Monochrome images go through the modality and VOI LUTs; an RGB (or YBR, which pydicom turns
+    into RGB) image becomes grey with the luma weights, as a colour picture does.
+    """
     ds = _dcmread(path)
     _check_dicom_image(path, ds)
     try:
         stored = ds.pixel_array
     except Exception as e:  # truncated pixel data, unsupported compression, ...
         raise ImageReadError(path, f"cannot decode pixel data ({type(e).__name__}: {e})") from None
-    return _render_dicom(path, stored, ds)
+    samples = _int_field(path, ds, "SamplesPerPixel", 1)
+    rows, columns = _int_field(path, ds, "Rows", 0), _int_field(path, ds, "Columns", 0)
+    if stored.shape != (rows, columns, *([samples] if samples > 1 else [])):
+        raise ImageReadError(
+            path, f"decoded pixels of shape {stored.shape} do not match the header"
+        )
+    if samples == 3:
+        return _dicom_colour_to_grey(path, stored, ds)
+    return DecodedImage(_render_dicom(path, stored, ds))
 
 
-def _dcmread(path: Path) -> Dataset:
+def _dcmread(path: Path, stop_before_pixels: bool = False) -> Dataset:
     """pydicom.dcmread, with its errors turned into one-line ImageReadErrors."""
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         raise ImageReadError(path, "not a DICOM file (no 'DICM' marker at byte 128)") from None
     except Exception as e:
         raise ImageReadError(path, f"corrupt DICOM file ({type(e).__name__}: {e})") from None
 
 
+MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
+
+
 def _check_dicom_image(path: Path, ds: Dataset) -> None:
-    """Refuse DICOM objects that are not one grey picture (reports, multi-frame, colour)."""
+    """Refuse, before decoding, DICOM objects that are not one picture we can render.
+
+    Reports and other objects without pixels, multi-frame series, palette colour, a number of
+    samples per pixel that does not fit the photometric interpretation, and more pixels than
+    Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS): a compressed file of a few
+    kilobytes can declare 30000 x 30000 pixels, and decoding would allocate them all.
+    """
     if "PixelData" not in ds:
         modality = ds.get("Modality", "not given")
         raise ImageReadError(path, f"DICOM object has no pixel data (Modality {modality})")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _int_field(path, ds, "NumberOfFrames", 1)
     if frames > 1:
         raise ImageReadError(path, f"multi-frame DICOM ({frames} frames) is not supported")
     photometric = str(ds.get("PhotometricInterpretation", ""))
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ImageReadError(path, f"photometric interpretation {photometric!r} is not grey")
+    samples = _int_field(path, ds, "SamplesPerPixel", 1)
+    expected = 1 if photometric in MONOCHROME else 3 if photometric in COLOUR else None
+    if expected is None:
+        raise ImageReadError(path, f"photometric interpretation {photometric!r} is not supported")
+    if samples != expected:
+        raise ImageReadError(
+            path, f"SamplesPerPixel {samples} does not fit {photometric} ({expected} expected)"
+        )
+    pixels = _int_field(path, ds, "Rows", 0) * _int_field(path, ds, "Columns", 0) * frames
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and pixels > limit:
+        raise ImageReadError(
+            path, f"image too large ({pixels} pixels; decompression-bomb limit {limit} pixels)"
+        )
+    _check_window(path, ds)
+
+
+def _int_field(path: Path, ds: Dataset, name: str, default: int) -> int:
+    """A header field that must be a whole number >= 0, or `default` when it is absent or empty."""
+    value = ds.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ImageReadError(path, f"{name} {str(value)!r} is not a whole number") from None
+    if number < 0:
+        raise ImageReadError(path, f"{name} {number} is negative")
+    return number
+
+
+def _check_window(path: Path, ds: Dataset) -> None:
+    """Window and rescale must be finite numbers, the width >= 1: what apply_voi_lut needs, and
+    what keeps NaN out of the pixels (pydicom's own message for a NaN centre names no field)."""
+    for name in ("WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept"):
+        value = ds.get(name)
+        if value is None or value == "":
+            continue
+        values = list(value) if isinstance(value, MultiValue) else [value]  # "40\\400": several
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ImageReadError(path, f"{name} {str(value)!r} is not a number") from None
+        if not all(math.isfinite(v) for v in numbers):
+            raise ImageReadError(path, f"{name} {str(value)!r} is not a finite number")
+        if name == "WindowWidth" and min(numbers) < 1:  # the standard's rule for a linear window
+            raise ImageReadError(path, f"WindowWidth {str(value)!r} must be >= 1")
+
+
+def _dicom_colour_to_grey(path: Path, stored: np.ndarray, ds: Dataset) -> DecodedImage:
+    """(H, W, 3) RGB stored values -> grey in [0, 1] with the luma weights, and the spread."""
+    top = float(2 ** _int_field(path, ds, "BitsStored", 8) - 1)
+    rgb = np.clip(stored.astype(np.float64) / top, 0.0, 1.0)
+    grey = (rgb @ np.array(LUMA)).astype(np.float32)
+    return DecodedImage(grey, float((rgb.max(axis=2) - rgb.min(axis=2)).mean()))
 
 
 def _render_dicom(path: Path, stored: np.ndarray, ds: Dataset) -> np.ndarray:
@@ -237,6 +395,8 @@ def _render_dicom(path: Path, stored: np.ndarray, ds: Dataset) -> np.ndarray:
     except Exception as e:
         raise ImageReadError(path, f"cannot apply rescale/VOI ({type(e).__name__}: {e})") from None
     span = high - low
+    if not (np.isfinite(values).all() and math.isfinite(span)):
+        raise ImageReadError(path, "pixel values are not finite (NaN or inf) after rescale")
     image = (values.astype(np.float64) - low) / span if span > 0 else np.zeros(values.shape)
     image = np.clip(image, 0.0, 1.0)
     if ds.PhotometricInterpretation == "MONOCHROME1":
@@ -278,12 +438,7 @@ def read_dicom_metadata(path: str | Path) -> dict[str, object]:
     """
     path = Path(path)
     _check_file(path)
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        raise ImageReadError(path, "not a DICOM file (no 'DICM' marker at byte 128)") from None
-    except Exception as e:
-        raise ImageReadError(path, f"corrupt DICOM file ({type(e).__name__}: {e})") from None
+    ds = _dcmread(path, stop_before_pixels=True)
     metadata: dict[str, object] = {}
     for name in DICOM_METADATA_FIELDS:
         value = ds.get(name)

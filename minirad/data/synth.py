@@ -28,6 +28,10 @@ from minirad.errors import ArgumentError
 from minirad.files import atomic_directory
 
 SPLITS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
+# The image side, in pixels: below 32 a phantom has no anatomy left (and the report pipeline's
+# input gate refuses it); above 1024 one phantom's drawing layers take gigabytes (20000 pixels
+# ran out of memory).
+MIN_SIZE, MAX_SIZE = 32, 1024
 
 
 def split_of(index: int, n: int) -> str:
@@ -45,6 +49,10 @@ def synthesize_dataset(out: str | Path, n: int, seed: int, size: int = 128) -> P
     out = Path(out)
     if n < 1:
         raise ArgumentError("n", f"need at least one image, got {n}")
+    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise ArgumentError(
+            "size", f"must be an integer from {MIN_SIZE} to {MAX_SIZE} pixels, got {size!r}"
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ArgumentError("out", f"{out} exists and is not an empty directory; choose another")
     with atomic_directory(out) as staging:  # built beside `out`, renamed to it at the end

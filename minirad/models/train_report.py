@@ -25,6 +25,14 @@ Files written next to OUT (each atomically: write to a temporary name, then rena
 
 Ctrl-C stops at once: OUT and OUT.last.npz stay as the last finished epoch left them (if no epoch
 has finished yet, the current weights are written to OUT so that there is a usable model).
+A loss that is not finite (NaN or inf: a learning rate far too high) stops training with
+TrainingDivergedError at the first time the losses are read (every SHOW_EVERY batches and at
+each epoch's end, reads the progress bar makes anyway): OUT and OUT.last.npz keep the last good
+epoch, and nothing of the diverged one is written.
+
+`resume=True` continues OUT.last.npz on the same data; a setting that shapes the model or the
+batches must be the same, one that does not (epochs, lr, ...) may change, and each resume is
+said in the log and kept in the checkpoint's info["resumed"].
 The same data and seed give the same weights: the initial weights, the batch order and the
 dropout masks come from generators seeded by `seed`.
 """
@@ -89,8 +97,16 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ArgumentError(name, f"must be an integer >= 1, got {value!r}")
-        if not self.lr > 0:
-            raise ArgumentError("lr", f"must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ArgumentError("lr", f"must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.finding_weight) and self.finding_weight >= 0):
+            raise ArgumentError(
+                "finding_weight", f"must be a finite number >= 0, got {self.finding_weight}"
+            )
+
+
+class TrainingDivergedError(ValueError):
+    """A training loss became NaN or inf; the message says where and what was kept."""
 
 
 @dataclass
@@ -126,6 +142,7 @@ class TrainingState:
     optimizer: Adam
     history: History
     rngs: dict[str, np.random.Generator]
+    resumed: list[dict] = field(default_factory=list)  # one entry per resume: when, what changed
 
 
 @dataclass
@@ -164,7 +181,7 @@ def train_report_model(
     train_records, val_records = split(records, "train"), split(records, "val")
     val_records = val_records[: config.val_limit]
 
-    state = _resume(out, config) if resume else _fresh(train_records, config)
+    state = _resume(out, config, data, log) if resume else _fresh(train_records, config)
     model, vocab, history = state.model, state.vocab, state.history
     log(
         f"{len(train_records)} training and {len(val_records)} validation studies, "
@@ -177,7 +194,7 @@ def train_report_model(
     schedule = CosineAnnealingLR(state.optimizer, T_max=config.epochs)
     schedule.last_epoch = len(history.epoch)
     state.optimizer.lr = schedule.lr_at(schedule.last_epoch)
-    info = {"data": str(data), "train": asdict(config)}
+    info = {"data": str(data), "train": asdict(config), "resumed": state.resumed}
 
     interrupted = False
     try:
@@ -187,6 +204,13 @@ def train_report_model(
                 schedule.step()
                 _save_epoch(state, out, info)
                 log(_epoch_line(history, config.epochs, epoch <= config.warmup_epochs))
+    except TrainingDivergedError as error:
+        kept = (
+            f"{out} and {last_path(out)} keep epoch {history.epoch[-1]}"
+            if history.epoch
+            else "no checkpoint was written"
+        )
+        raise TrainingDivergedError(f"{error}; {kept}") from None
     except KeyboardInterrupt:
         interrupted = True
         if not out.exists():  # no finished epoch: leave the weights there are
@@ -255,29 +279,48 @@ def _fresh(train_records: list[Record], config: TrainConfig) -> TrainingState:
     return TrainingState(model, vocab, optimizer, History(), rngs)
 
 
-def _resume(out: Path, config: TrainConfig) -> TrainingState:
+# Settings that shape the model, its vocabulary or the batches: a resumed run must keep them.
+# (The others, such as epochs or lr, may change; the change is said and recorded.)
+RESUME_MUST_MATCH = ("seed", "batch_size", "cell", "image_size", "max_len", "min_count")
+
+
+def _resume(out: Path, config: TrainConfig, data: str | Path, log: Callable) -> TrainingState:
     path = last_path(out)
     if not path.is_file():
         raise ArgumentError("resume", f"{path} not found (it is written after each finished epoch)")
     model, vocab, meta = load_report_model(path)
     model.train()
-    saved = meta["info"].get("train", {})
-    for key in ("seed", "batch_size", "cell", "image_size"):
-        if saved.get(key) != getattr(config, key):
+    info = meta["info"]
+    saved = info.get("train", {})
+    for key in RESUME_MUST_MATCH:
+        if key in saved and saved[key] != getattr(config, key):
             raise ArgumentError(
                 "resume",
                 f"{path} was trained with {key}={saved.get(key)!r}, not {getattr(config, key)!r}",
             )
+    if Path(info.get("data", data)).resolve() != Path(data).resolve():
+        raise ArgumentError(
+            "resume", f"{path} was trained on the data in {info['data']}, not {data}"
+        )
+    history = History(**info["history"])
+    changed = {
+        key: [saved[key], value]
+        for key, value in asdict(config).items()
+        if key in saved and saved[key] != value
+    }
+    if changed:
+        said = ", ".join(f"{key} {new!r} (was {old!r})" for key, (old, new) in changed.items())
+        log(f"resuming {path} after epoch {len(history.epoch)} with {said}")
+    resumed = [*info.get("resumed", []), {"after_epoch": len(history.epoch), "changed": changed}]
     optimizer = Adam(model.parameters(), lr=config.lr)
     optimizer.load_state_dict(
         {k[len("optimizer.") :]: v for k, v in meta["extra"].items() if k.startswith("optimizer.")}
     )
     optimizer.lr = config.lr  # the base rate: the schedule sets this epoch's rate from it
-    history = History(**meta["info"]["history"])
     rngs = {"init": model.dropout.rng, "shuffle": np.random.default_rng()}
     for name, generator in rngs.items():
-        generator.bit_generator.state = meta["info"]["rng_states"][name]
-    return TrainingState(model, vocab, optimizer, history, rngs)
+        generator.bit_generator.state = info["rng_states"][name]
+    return TrainingState(model, vocab, optimizer, history, rngs, resumed)
 
 
 def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> tuple[float, float]:
@@ -307,10 +350,27 @@ def _train_epoch(model, optimizer, train: ReportArrays, config, rng, epoch) -> t
                 sums.add(len(rows), findings=finding.data)
             else:
                 sums.add(len(rows), words=words.data, findings=finding.data)
-            if sums.batches % SHOW_EVERY == 0:
-                bar.set_postfix(sums.text())
+            if sums.batches % SHOW_EVERY == 0:  # the one read of the device sums in 10 batches
+                means = sums.means()
+                _check_finite(means, epoch, sums.batches)
+                bar.set_postfix({name: f"{value:.3f}" for name, value in means.items()})
     means = sums.means(len(train))
+    _check_finite(means, epoch, sums.batches)
     return (math.nan if warming_up else means["words"]), means["findings"]
+
+
+def _check_finite(means: dict[str, float], epoch: int, batch: int) -> None:
+    """TrainingDivergedError if a running mean loss is NaN or inf: a step has diverged.
+
+    Called where the sums are read anyway (minirad.models.running): a check after every step
+    would add a device-to-host copy, and a wait, to every step on a GPU.
+    """
+    for name, value in means.items():
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"training stopped at epoch {epoch}, by batch {batch}: the {name[:-1]} loss "
+                f"is {value} (a learning rate too high, or a weight that is not finite)"
+            )
 
 
 def train_step(

@@ -29,7 +29,7 @@ import numpy as np
 from minirad.autograd import Tensor, no_grad
 from minirad.backend import small_blas, to_device
 from minirad.data.findings import FINDINGS
-from minirad.data.readers import read_image
+from minirad.data.gate import read_radiograph
 from minirad.models.report_checkpoint import load_report_model
 from minirad.report.decoding import Sentences, decode
 from minirad.report.review import SECTION_NAMES, Review, format_report, review_report
@@ -71,6 +71,7 @@ class Report:
     decoding: dict
     seconds: float
     image: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    forced: tuple[str, ...] = ()  # the input gate's refusals that force=True overrode
 
     def to_dict(self) -> dict:
         """JSON-able: findings with probabilities, review, model and input identifiers."""
@@ -89,6 +90,7 @@ class Report:
             ],
             "review": self.review.to_dict(),
             "seconds": round(self.seconds, 4),
+            "forced": list(self.forced),
         }
 
 
@@ -120,11 +122,18 @@ class Reporter:
     def image_size(self) -> int:
         return self.model.config.image_size
 
-    def report_file(self, path: str | Path, **decoding) -> Report:
-        """Read one PNG/JPEG/DICOM and report on it; ImageReadError (one line) if unreadable."""
+    def report_file(self, path: str | Path, force: bool = False, **decoding) -> Report:
+        """Read one PNG/JPEG/DICOM and report on it; ImageReadError (one line) if unreadable.
+
+        The input gate (minirad.data.gate) refuses what is not a frontal chest radiograph with
+        InputRefusedError; force=True reports anyway on what its header refuses, and the
+        report's `forced` names the reasons overridden.
+        """
         path = Path(path)
-        image = read_image(path, self.image_size)
-        return self.report_image(image, path.name, sha256_of(path), **decoding)
+        radiograph = read_radiograph(path, self.image_size, force=force)
+        report = self.report_image(radiograph.pixels, path.name, sha256_of(path), **decoding)
+        report.forced = radiograph.forced
+        return report
 
     def report_image(
         self,

@@ -9,6 +9,9 @@ from minirad.metrics import labels_from_reports
 from minirad.report.review import (
     ACCEPTED,
     NEEDS_REVIEW,
+    NO_FAMILIARITY,
+    UNFAMILIAR,
+    NonFiniteOutputError,
     format_report,
     review_report,
     sections_of,
@@ -18,6 +21,9 @@ SOUND = (
     "findings the heart is enlarged . no pleural effusion or pneumothorax . "
     "impression cardiomegaly ."
 )
+
+
+FAMILIAR = (0.9, 1.3)  # (score, threshold): an image like the training data
 
 
 def probabilities(**present: float) -> dict[str, float]:
@@ -37,7 +43,7 @@ def test_sections_and_formatting():
 
 
 def test_a_sound_report_that_agrees_with_the_finding_head_is_accepted():
-    review = review_report(SOUND, probabilities(cardiomegaly=0.97))
+    review = review_report(SOUND, probabilities(cardiomegaly=0.97), familiarity=FAMILIAR)
     assert review.verdict == ACCEPTED, review.reasons
     assert review.stated["cardiomegaly"] == 1 and review.stated["pleural_effusion"] == 0
     assert review.positive == labels_from_reports([format_report(SOUND)])[0] == {"cardiomegaly"}
@@ -119,7 +125,7 @@ def test_an_impression_restating_a_finding_is_not_a_repeat():
         "findings focal airspace consolidation in the right lower zone . "
         "impression focal airspace consolidation in the right lower zone ."
     )
-    review = review_report(text, probabilities(consolidation=0.95))
+    review = review_report(text, probabilities(consolidation=0.95), familiarity=FAMILIAR)
     assert review.verdict == ACCEPTED, review.reasons
 
 
@@ -151,7 +157,10 @@ def test_the_same_description_in_other_words_is_consistent(text, finding):
 
 def test_sections_are_optional_for_datasets_without_headers():
     review = review_report(
-        "the heart is enlarged .", probabilities(cardiomegaly=0.9), required_sections=()
+        "the heart is enlarged .",
+        probabilities(cardiomegaly=0.9),
+        required_sections=(),
+        familiarity=FAMILIAR,
     )
     assert review.verdict == ACCEPTED, review.reasons
 
@@ -159,3 +168,48 @@ def test_sections_are_optional_for_datasets_without_headers():
 def test_unknown_finding_names_are_refused():
     with pytest.raises(ValueError, match="unknown findings"):
         review_report(SOUND, {"fracture": 0.5})
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole report: IMPRESSION against FINDINGS, familiarity, non-finite numbers
+
+
+def test_an_impression_finding_that_findings_never_mention_is_flagged():
+    text = SOUND.replace(
+        "impression cardiomegaly", "impression cardiomegaly . left pleural effusion"
+    )
+    review = review_report(text, probabilities(cardiomegaly=0.97), familiarity=FAMILIAR)
+    assert "IMPRESSION states pleural effusion, but FINDINGS does not" in review.reasons
+
+
+def test_a_findings_finding_that_the_impression_does_not_carry_is_flagged():
+    text = "findings the heart is enlarged . a right pneumothorax . impression cardiomegaly ."
+    review = review_report(text, probabilities(cardiomegaly=0.97), familiarity=FAMILIAR)
+    assert "FINDINGS states pneumothorax, but IMPRESSION does not carry it" in review.reasons
+
+
+def test_an_impression_finding_negated_in_findings_is_flagged_both_ways():
+    text = "findings the heart size is normal . impression cardiomegaly ."
+    reasons = review_report(text, probabilities(cardiomegaly=0.97), familiarity=FAMILIAR).reasons
+    assert "IMPRESSION states cardiomegaly, but FINDINGS does not" in reasons
+    assert any(r.startswith("contradiction about cardiomegaly") for r in reasons)
+
+
+def test_an_unfamiliar_image_needs_review_and_the_score_is_kept():
+    review = review_report(SOUND, probabilities(cardiomegaly=0.97), familiarity=(2.5, 1.3))
+    assert review.verdict == NEEDS_REVIEW and review.reasons == [UNFAMILIAR]
+    assert review.to_dict()["familiarity"] == {"score": 2.5, "threshold": 1.3}
+    assert "score 2.50, threshold 1.30 (unlike the training data" in review.familiarity_line()
+
+
+def test_without_familiarity_statistics_the_review_says_it_cannot_tell():
+    review = review_report(SOUND, probabilities(cardiomegaly=0.97))
+    assert review.verdict == NEEDS_REVIEW and review.reasons == [NO_FAMILIARITY]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_probabilities_are_refused(bad):
+    with pytest.raises(NonFiniteOutputError, match="non-finite"):
+        review_report(SOUND, probabilities(cardiomegaly=bad), familiarity=FAMILIAR)
+    with pytest.raises(NonFiniteOutputError, match="familiarity"):
+        review_report(SOUND, probabilities(cardiomegaly=0.97), familiarity=(bad, 1.3))

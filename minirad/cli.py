@@ -111,7 +111,16 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     model = args.model or default_model_path()
     method = _method_for(args.beam)
-    results = evaluate(model, args.data, args.split, method, args.beam, args.limit, args.train_data)
+    results = evaluate(
+        model,
+        args.data,
+        args.split,
+        method,
+        args.beam,
+        args.limit,
+        args.train_data,
+        reliability_path=args.reliability,
+    )
     print(json.dumps(results, indent=2) if args.json else format_results(results))
     return 0
 
@@ -358,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="score only the first N studies")
     evaluate.add_argument(
         "--train-data", help="the baselines' training set (default: the train split of --data)"
+    )
+    evaluate.add_argument(
+        "--reliability", metavar="PNG", help="write the reliability diagram of the finding head"
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(run=_evaluate)

@@ -3,6 +3,7 @@
     nlg_scores(references, hypotheses)   # {"BLEU-1": .., "BLEU-4": .., "ROUGE-L": .., "CIDEr": ..}
     clinical_scores(labels_from_reports(references), labels_from_reports(hypotheses))
     distinct_reports(hypotheses)         # how many different reports the model wrote
+    expected_calibration_error(p, y)     # how far P(finding) is from how often it is true
 
 Word-overlap metrics follow pycocoevalcap 1.2 (the COCO caption evaluation code that R2Gen and
 most report-generation papers use) formula for formula, smoothing constants and quirks included,
@@ -26,6 +27,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+
+import numpy as np
 
 from minirad.data.findings import FINDINGS, POSITIVE
 from minirad.data.labeler import label_report
@@ -327,3 +330,51 @@ def distinct_reports(texts: list[str]) -> int:
     if isinstance(texts, str):
         raise ValueError("texts: expected a list of reports, got one str")
     return len({" ".join(t.split()) for t in texts})
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration: does P(finding) = 0.8 come true 8 times in 10?
+
+CALIBRATION_BINS = 10
+
+
+def reliability_bins(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS
+) -> list[dict[str, float]]:
+    """The reliability diagram's data: every (study, finding) pair is one prediction.
+
+    probabilities, labels: (N, K) (or any shape, the same for both), P in [0, 1], labels in
+    {0, 1}. The predictions fall into `bins` equal-width bins of P (P = 1 in the last); per
+    non-empty bin b: count n_b, mean predicted P ("confidence", conf_b) and the fraction of
+    true labels ("frequency", freq_b). A calibrated head has freq_b = conf_b in every bin.
+    """
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    if p.shape != y.shape or p.size == 0:
+        raise ValueError(
+            f"probabilities, labels: same non-empty shape needed, got {p.shape}, {y.shape}"
+        )
+    if not (np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()):
+        raise ValueError("probabilities: every value must be a finite number in [0, 1]")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    return [
+        {
+            "low": b / bins,
+            "high": (b + 1) / bins,
+            "count": int((which == b).sum()),
+            "confidence": float(p[which == b].mean()),
+            "frequency": float(y[which == b].mean()),
+        }
+        for b in range(bins)
+        if (which == b).any()
+    ]
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS
+) -> float:
+    """ECE = sum over bins of (n_b / n) |freq_b - conf_b| (Naeini et al., 2015; Guo et al.,
+    2017), on the bins of `reliability_bins`; 0 for a perfectly calibrated head."""
+    table = reliability_bins(probabilities, labels, bins)
+    total = sum(row["count"] for row in table)
+    return sum(row["count"] / total * abs(row["frequency"] - row["confidence"]) for row in table)

@@ -221,3 +221,29 @@ def test_other_bad_input_names_the_argument():
         nlg_scores([], [])
     with pytest.raises(ValueError, match=r"true_labels\[0\].*effusion"):
         clinical_scores([{"effusion"}], [set()])
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+
+
+def test_expected_calibration_error_by_hand():
+    from minirad.metrics import expected_calibration_error, reliability_bins
+
+    # Bin [0.2, 0.3): P 0.25 three times, one true -> |1/3 - 0.25| = 1/12, weight 3/5.
+    # Bin [0.9, 1.0]: P 1.0 and 0.9, both true -> |1 - 0.95| = 0.05, weight 2/5.
+    p, y = np.array([0.25, 0.25, 0.25, 1.0, 0.9]), np.array([1, 0, 0, 1, 1])
+    assert [b["count"] for b in reliability_bins(p, y)] == [3, 2]
+    assert expected_calibration_error(p, y) == pytest.approx(0.6 / 12 + 0.4 * 0.05)
+
+
+def test_a_calibrated_predictor_has_a_small_error_and_an_overconfident_one_a_large_one():
+    from minirad.metrics import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    p = rng.random((20000, 3))
+    y = (rng.random((20000, 3)) < p).astype(float)
+    assert expected_calibration_error(p, y) < 0.01
+    assert expected_calibration_error(np.where(p > 0.5, 1.0, 0.0), y) > 0.2
+    with pytest.raises(ValueError, match="finite number in"):
+        expected_calibration_error(np.array([np.nan]), np.array([1.0]))

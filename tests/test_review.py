@@ -9,6 +9,9 @@ from minirad.metrics import labels_from_reports
 from minirad.report.review import (
     ACCEPTED,
     NEEDS_REVIEW,
+    NO_FAMILIARITY,
+    UNFAMILIAR,
+    NonFiniteOutputError,
     format_report,
     review_report,
     sections_of,
@@ -18,6 +21,9 @@ SOUND = (
     "findings the heart is enlarged . no pleural effusion or pneumothorax . "
     "impression cardiomegaly ."
 )
+
+
+FAMILIAR = (0.9, 1.3)  # (score, threshold): an image like the training data
 
 
 def probabilities(**present: float) -> dict[str, float]:
@@ -37,7 +43,7 @@ def test_sections_and_formatting():
 
 
 def test_a_sound_report_that_agrees_with_the_finding_head_is_accepted():
-    review = review_report(SOUND, probabilities(cardiomegaly=0.97))
+    review = review_report(SOUND, probabilities(cardiomegaly=0.97), familiarity=FAMILIAR)
     assert review.verdict == ACCEPTED, review.reasons
     assert review.stated["cardiomegaly"] == 1 and review.stated["pleural_effusion"] == 0
     assert review.positive == labels_from_reports([format_report(SOUND)])[0] == {"cardiomegaly"}
@@ -119,7 +125,7 @@ def test_an_impression_restating_a_finding_is_not_a_repeat():
         "findings focal airspace consolidation in the right lower zone . "
         "impression focal airspace consolidation in the right lower zone ."
     )
-    review = review_report(text, probabilities(consolidation=0.95))
+    review = review_report(text, probabilities(consolidation=0.95), familiarity=FAMILIAR)
     assert review.verdict == ACCEPTED, review.reasons
 
 
@@ -151,7 +157,10 @@ def test_the_same_description_in_other_words_is_consistent(text, finding):
 
 def test_sections_are_optional_for_datasets_without_headers():
     review = review_report(
-        "the heart is enlarged .", probabilities(cardiomegaly=0.9), required_sections=()
+        "the heart is enlarged .",
+        probabilities(cardiomegaly=0.9),
+        required_sections=(),
+        familiarity=FAMILIAR,
     )
     assert review.verdict == ACCEPTED, review.reasons
 
@@ -166,7 +175,9 @@ def test_unknown_finding_names_are_refused():
 
 
 def test_an_impression_finding_that_findings_never_mention_is_flagged():
-    text = SOUND.replace("impression cardiomegaly", "impression cardiomegaly . left pleural effusion")
+    text = SOUND.replace(
+        "impression cardiomegaly", "impression cardiomegaly . left pleural effusion"
+    )
     review = review_report(text, probabilities(cardiomegaly=0.97), familiarity=FAMILIAR)
     assert "IMPRESSION states pleural effusion, but FINDINGS does not" in review.reasons
 

@@ -13,6 +13,16 @@ object array), so the file still loads with allow_pickle=False:
      "preprocessing": {...},                       how an image becomes the model's input
      "info": {...}}                                provenance: data, seed, epoch, scores
 
+Beside the weights, two statistics the review reads (minirad.report.familiarity), fitted after
+training and stored as "extra" entries, so that they travel with the weights they describe:
+
+    extra.familiarity.mean, .scale (F,), .precision (F, F), .threshold, .false_alarm_rate ()
+    extra.calibration.temperatures (K,)
+
+`add_review_statistics` adds them to a saved model without touching any other entry (the
+bundled model got them that way, its weights bit for bit as they were trained), and
+`review_statistics` reads them back; a model saved before they existed has none.
+
 A model without its vocabulary is useless (an id means nothing), and one without its
 preprocessing silently wrong (a 64-pixel model fed 128-pixel images), so they are never apart.
 """
@@ -25,11 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from minirad.data.vocab import Vocabulary
+from minirad.models.config_check import check_model_config
 from minirad.models.report_model import ReportModel, ReportModelConfig
 from minirad.nn import checkpoint
+from minirad.report.familiarity import Calibration, Familiarity, fit_review_statistics
 
 FORMAT, VERSION = "minirad-report-model", 1
 META_KEY = "__meta__"
+FAMILIARITY_FIELDS = ("mean", "scale", "precision", "threshold", "false_alarm_rate")
 
 
 def preprocessing_for(config: ReportModelConfig) -> dict:
@@ -85,6 +98,7 @@ def load_report_model(path: str | Path) -> tuple[ReportModel, Vocabulary, dict]:
     meta = _read_meta(state.pop(META_KEY, None), path)
     extra = {k[len("extra.") :]: state.pop(k) for k in list(state) if k.startswith("extra.")}
     try:
+        check_model_config(meta["config"])  # types and sizes, before any array is allocated
         config = ReportModelConfig.from_dict(meta["config"])
         vocab = Vocabulary.from_dict(meta["vocabulary"])
     except (KeyError, TypeError, ValueError) as error:
@@ -117,3 +131,48 @@ def _read_meta(entry: np.ndarray | None, path: str | Path) -> dict:
             f"this minirad reads version {VERSION}"
         )
     return meta
+
+
+def add_review_statistics(
+    path: str | Path, familiarity: Familiarity, calibration: Calibration
+) -> None:
+    """Store both statistics in the saved model at `path` (atomically); every other entry of
+    the file is written back exactly as it was read."""
+    state = checkpoint.load(path)
+    _read_meta(state.get(META_KEY), path)  # a report model, not any .npz
+    for name in FAMILIARITY_FIELDS:
+        state[f"extra.familiarity.{name}"] = np.asarray(getattr(familiarity, name))
+    state["extra.calibration.temperatures"] = np.asarray(calibration.temperatures)
+    checkpoint.save(state, path)
+
+
+def store_review_statistics(
+    path: str | Path,
+    model: ReportModel,
+    train_images: np.ndarray,
+    val_images: np.ndarray,
+    val_findings: np.ndarray,
+) -> tuple[Familiarity, Calibration]:
+    """Fit both statistics for `model` (minirad.report.familiarity.fit_review_statistics) and
+    add them to its saved file `path`; returns them."""
+    familiarity, calibration = fit_review_statistics(model, train_images, val_images, val_findings)
+    add_review_statistics(path, familiarity, calibration)
+    return familiarity, calibration
+
+
+def review_statistics(meta: dict) -> tuple[Familiarity | None, Calibration | None]:
+    """(familiarity, calibration) from load_report_model's meta; None for each one missing."""
+    extra = meta.get("extra", {})
+    familiarity = calibration = None
+    if all(f"familiarity.{name}" in extra for name in FAMILIARITY_FIELDS):
+        values = {name: extra[f"familiarity.{name}"] for name in FAMILIARITY_FIELDS}
+        familiarity = Familiarity(
+            mean=values["mean"],
+            scale=values["scale"],
+            precision=values["precision"],
+            threshold=float(values["threshold"]),
+            false_alarm_rate=float(values["false_alarm_rate"]),
+        )
+    if "calibration.temperatures" in extra:
+        calibration = Calibration(extra["calibration.temperatures"])
+    return familiarity, calibration

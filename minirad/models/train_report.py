@@ -57,7 +57,11 @@ from minirad.data.vocab import Vocabulary
 from minirad.errors import ArgumentError
 from minirad.files import write_atomically
 from minirad.metrics import clinical_scores, labels_from_reports, nlg_scores
-from minirad.models.report_checkpoint import load_report_model, save_report_model
+from minirad.models.report_checkpoint import (
+    load_report_model,
+    save_report_model,
+    store_review_statistics,
+)
 from minirad.models.report_data import ReportArrays, read_records, split
 from minirad.models.report_model import ReportModel, ReportModelConfig, report_loss
 from minirad.models.running import SHOW_EVERY, RunningSums
@@ -217,6 +221,8 @@ def train_report_model(
             save_report_model(out, model, vocab, {**info, "interrupted": True})
         log(f"interrupted: {out} holds epoch {history.best_epoch() or 'partial 1'}")
     best, vocab, _ = load_report_model(out)
+    if not interrupted:  # the review's familiarity score and temperatures, for the kept epoch
+        store_review_statistics(out, best, train.images, val.images, val.findings)
     return TrainResult(best, vocab, history, interrupted)
 
 

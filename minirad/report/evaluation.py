@@ -15,22 +15,37 @@ The baselines, each scored exactly like the model:
 On a GPU backend the model is loaded onto the device and each batch of test images crosses
 once (`generate`); the baselines and the metrics work on the host, on text and thumbnails.
 
+Calibration: the finding head's probabilities on the test images, before (sigmoid(z)) and after
+the temperatures the checkpoint carries (minirad.report.familiarity.Calibration), each scored by
+the expected calibration error (minirad.metrics.expected_calibration_error); with
+`reliability_path` both reliability diagrams are drawn into one PNG, written atomically.
+
 "reference" scores the ground-truth reports themselves: clinical F1 1.0 means the labeler reads
 every finding right, the ceiling the others are measured against.
 """
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from minirad.data.vocab import clean_report
-from minirad.metrics import clinical_scores, distinct_reports, labels_from_reports, nlg_scores
-from minirad.models.report_checkpoint import load_report_model
+from minirad.files import write_atomically
+from minirad.metrics import (
+    clinical_scores,
+    distinct_reports,
+    expected_calibration_error,
+    labels_from_reports,
+    nlg_scores,
+    reliability_bins,
+)
+from minirad.models.report_checkpoint import load_report_model, review_statistics
 from minirad.models.report_data import ReportArrays, read_images, read_records, split
 from minirad.report.decoding import Sentences, generate
+from minirad.report.familiarity import Calibration, encoder_outputs
 
 THUMBNAIL = 32
 
@@ -87,13 +102,15 @@ def evaluate(
     width: int = 3,
     limit: int | None = None,
     train_data: str | Path | None = None,
+    reliability_path: str | Path | None = None,
 ) -> dict:
     """Scores of the model and of the baselines on one split of `data` (see module doc).
 
     The baselines draw their reports from the train split of `train_data` (default: `data`);
     pass the model's own training set to give them the same reports the model learned from.
+    reliability_path: where to write the reliability diagram (PNG); None: not drawn.
     """
-    model, vocab, _ = load_report_model(model_path)
+    model, vocab, meta = load_report_model(model_path)
     records = read_records(data)
     test_records = split(records, split_name)
     train_records = split(read_records(train_data) if train_data else records, "train")
@@ -120,13 +137,71 @@ def evaluate(
             true_sets,
         ),
         "reference": score(references, references, true_sets),
+        "calibration": calibration_scores(model, meta, test.images, test.findings),
         "distinct references": distinct_reports(references),
         "examples": [
             {"id": test.ids[i], "reference": references[i], "generated": hypotheses[i]}
             for i in range(min(3, len(test)))
         ],
     }
+    if reliability_path is not None:
+        write_atomically(reliability_path, reliability_png(results["calibration"]))
     return results
+
+
+def calibration_scores(model, meta: dict, images: np.ndarray, findings: np.ndarray) -> dict:
+    """ECE and reliability bins of the finding head on `images` (N, 1, S, S) against the true
+    `findings` (N, K): "before" with T = 1, "after" with the checkpoint's temperatures (the same
+    as before for a model that carries none). "decisions_unchanged": whether every P >= 0.5
+    decision, what the decoder reads, is the same after calibration."""
+    _, logits = encoder_outputs(model, images)
+    calibration = review_statistics(meta)[1]
+    as_trained = Calibration(np.ones(logits.shape[1]))
+    before = as_trained.probabilities(logits)
+    after = (calibration or as_trained).probabilities(logits)
+    return {
+        "calibrated": calibration is not None,
+        "temperatures": None if calibration is None else calibration.temperatures.tolist(),
+        "ece_before": expected_calibration_error(before, findings),
+        "ece_after": expected_calibration_error(after, findings),
+        "bins_before": reliability_bins(before, findings),
+        "bins_after": reliability_bins(after, findings),
+        "decisions_unchanged": bool(np.array_equal(before >= 0.5, after >= 0.5)),
+    }
+
+
+def reliability_png(calibration: dict) -> bytes:
+    """Both reliability diagrams side by side: per bin, the fraction of true findings against
+    the mean predicted P (the diagonal is perfect calibration), and the ECE in the title."""
+    from matplotlib.figure import Figure  # not pyplot: no global backend switch
+
+    fig = Figure(figsize=(9, 4.2))
+    for ax, when in zip(fig.subplots(1, 2), ("before", "after"), strict=True):
+        bins = calibration[f"bins_{when}"]
+        ax.bar(
+            [b["low"] for b in bins],
+            [b["frequency"] for b in bins],
+            width=[b["high"] - b["low"] for b in bins],
+            align="edge",
+            edgecolor="black",
+            color="#4a78b5",
+            label="fraction true",
+        )
+        ax.plot([b["confidence"] for b in bins], [b["frequency"] for b in bins], "o", color="k",
+                label="(mean P, fraction true)")  # fmt: skip
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="P(finding) from the finding head",
+            ylabel="fraction of studies with the finding",
+            title=f"{when} calibration: ECE {calibration[f'ece_{when}']:.4f}",
+        )
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
 
 
 SYSTEMS = ("model", "constant normal report", "nearest neighbour", "reference")
@@ -164,4 +239,13 @@ def format_results(results: dict) -> str:
             f"{name:<20}{row['precision']:>8.3f}{row['recall']:>8.3f}{row['f1']:>8.3f}"
             f"{row['support']:>9d}"
         )
+    calibration = results.get("calibration")
+    if calibration is not None:
+        note = "" if calibration["calibrated"] else " (the model carries no temperatures)"
+        lines += [
+            "",
+            f"finding head calibration{note}: expected calibration error "
+            f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after; "
+            f"decisions P >= 0.5 unchanged: {calibration['decisions_unchanged']}",
+        ]
     return "\n".join(lines)

@@ -4,21 +4,31 @@
     report = reporter.report_file("chest.dcm", method="beam", width=3)
     print(report.text, report.review.verdict)
 
-    read_image (PNG/JPEG/DICOM -> grey [0, 1]) -> resize to the model's size (its checkpoint says)
-    -> encoder + finding head -> decoder (greedy / beam / sample) -> review -> Report
+    read_radiograph (PNG/JPEG/DICOM -> grey [0, 1], through the input gate, minirad.data.gate)
+    -> resize to the model's size (its checkpoint says) -> encoder + finding head -> decoder (greedy / beam / sample)
+    -> calibrated probabilities, familiarity score -> review -> Report
+
+The finding probabilities a Report carries are the calibrated ones, sigmoid(z / T), with the
+temperatures stored in the checkpoint (minirad.report.familiarity.Calibration); the decoder
+read the head's decisions P >= 0.5, which calibration leaves as they were. The image's
+familiarity score and the model's threshold go into the review; a model output that is not
+finite refuses the report (NonFiniteOutputError, one line).
 
 On a GPU backend the model lives on the device (load_report_model puts it there) and each
 image crosses twice: its pixels to the device before the encoder, and the decoded report, the
-finding probabilities and the attention maps back before the review, which reads text.
+summary with the finding logits, and the attention maps back before the review, which reads
+text.
 
 A Report identifies its input by the file's name and the SHA-256 of its bytes, and the model by
 its file name, SHA-256 and training provenance. It never carries anything from a DICOM header:
-`read_image` returns pixels only.
+the gate reads the header's Modality, body part, view and photometry to refuse what is not a
+frontal chest radiograph, and returns pixels only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,13 +36,20 @@ from pathlib import Path
 
 import numpy as np
 
-from minirad.autograd import Tensor, no_grad
+from minirad.autograd import Tensor, concatenate, no_grad
 from minirad.backend import small_blas, to_device
 from minirad.data.findings import FINDINGS
 from minirad.data.gate import read_radiograph
-from minirad.models.report_checkpoint import load_report_model
+from minirad.models.report_checkpoint import load_report_model, review_statistics
 from minirad.report.decoding import Sentences, decode
-from minirad.report.review import SECTION_NAMES, Review, format_report, review_report
+from minirad.report.familiarity import Calibration, familiarity_blocks
+from minirad.report.review import (
+    SECTION_NAMES,
+    Review,
+    check_finite,
+    format_report,
+    review_report,
+)
 
 DEFAULT_MODEL = "default.npz"
 
@@ -83,7 +100,7 @@ class Report:
             "findings": [
                 {
                     "name": name,
-                    "probability": round(self.probabilities[name], 4),
+                    "probability": _finite_or_none(round(self.probabilities[name], 4)),
                     "stated_in_report": self.review.stated.get(name),
                 }
                 for name in FINDINGS
@@ -92,6 +109,12 @@ class Report:
             "seconds": round(self.seconds, 4),
             "forced": list(self.forced),
         }
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a number that is not finite is written as null (valid JSON always).
+    The Reporter refuses such reports; this keeps a Report made by hand writable too."""
+    return value if math.isfinite(value) else None
 
 
 class Reporter:
@@ -107,6 +130,7 @@ class Reporter:
             )
             raise ValueError(f"{path}: model file not found{hint}")
         self.model, self.vocab, meta = load_report_model(path)
+        self.familiarity, self.calibration = review_statistics(meta)
         self.sentences = Sentences.of(self.vocab)
         info = meta.get("info", {})
         self.required_sections = tuple(info.get("sections", SECTION_NAMES))
@@ -116,11 +140,25 @@ class Reporter:
             "epoch": info.get("epoch"),
             "val_clinical_f1": info.get("val_f1"),
             "cell": self.model.config.cell,
+            "calibrated": self.calibration is not None,
         }
 
     @property
     def image_size(self) -> int:
         return self.model.config.image_size
+
+    def finding_probabilities(self, logits: np.ndarray) -> list[float]:
+        """logits (K,) -> P per finding: calibrated if the model carries temperatures."""
+        calibration = self.calibration or Calibration(np.ones(len(logits)))  # T = 1: as trained
+        return [float(p) for p in calibration.probabilities(logits)]
+
+    def familiarity_of(self, summary: np.ndarray, image: np.ndarray) -> tuple[float, float] | None:
+        """(score, threshold) of one image from its summary (M,), None without statistics."""
+        if self.familiarity is None:
+            return None
+        blocks = familiarity_blocks(summary[None], image[None, None])
+        score = float(self.familiarity.score(np.concatenate(blocks, axis=1))[0])
+        return score, self.familiarity.threshold
 
     def report_file(self, path: str | Path, force: bool = False, **decoding) -> Report:
         """Read one PNG/JPEG/DICOM and report on it; ImageReadError (one line) if unreadable.
@@ -163,11 +201,28 @@ class Reporter:
                 rng=seed,
                 block_sentences=self.sentences,  # a beam repeats no sentence in a section
             )
-        probabilities = encoded.finding_probabilities.numpy()[0]  # one copy back
+        # The summary and the finding logits side by side: one copy back.
+        outputs = concatenate([encoded.summary, encoded.finding_logits], axis=1).numpy()[0]
+        M = self.model.config.summary_size
+        summary, logits = outputs[:M].astype(np.float64), outputs[M:].astype(np.float64)
+        check_finite(
+            {
+                "image summary": summary,
+                "finding logits": logits,
+                "attention maps": decoded.attention,
+                "report log-probability": decoded.log_prob,
+            }
+        )
+        probs = dict(zip(FINDINGS, self.finding_probabilities(logits), strict=True))
         cleaned = self.vocab.decode(decoded.tokens)
         G = self.model.config.grid_side
-        probs = {name: float(p) for name, p in zip(FINDINGS, probabilities, strict=True)}
-        review = review_report(cleaned, probs, decoded.finished, self.required_sections)
+        review = review_report(
+            cleaned,
+            probs,
+            decoded.finished,
+            self.required_sections,
+            familiarity=self.familiarity_of(summary, image),
+        )
         decoding: dict[str, object] = {"method": method}
         if method == "beam":
             decoding.update(width=width, block_sentences=True)

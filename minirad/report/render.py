@@ -46,6 +46,7 @@ def to_text(report: Report) -> str:
     """The report as a reader wants it, then the review verdict and its reasons."""
     lines = [*forced_lines(report), report.text, "", f"Review: {report.review.verdict}"]
     lines += [f"  - {reason}" for reason in report.review.reasons]
+    lines.append(report.review.familiarity_line())
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +167,7 @@ tool, not a medical device.</p>
 <div class="report">{html.escape(report.text)}</div>
 <p>Review: <span class="verdict {verdict_class}">{html.escape(report.review.verdict)}</span></p>
 <ul>{reasons}</ul>
+<p>{html.escape(report.review.familiarity_line())}</p>
 <h3>Finding analysis</h3>
 {_findings_table(report)}
 </div></div>

@@ -12,6 +12,21 @@ A generated report can go wrong in ways a reader spots at once, and so can a pro
     disagreement        the labeler reads finding f from the text, but the finding head gives
                         P(f) < 0.5 -- or the head gives P(f) >= 0.5 and the text does not state f
     uncertain           the head's P(f) lies in the uncertain band (default 0.35 .. 0.65)
+    sections disagree   IMPRESSION states a finding that FINDINGS does not (absent, or
+                        negated: then the contradiction is flagged too), or FINDINGS states
+                        one that IMPRESSION does not carry (the training reports' impressions
+                        list every positive finding: minirad.data.reports.write_report)
+    unfamiliar          the image's familiarity score is above the model's threshold: "the
+                        image is unlike the training data" (minirad.report.familiarity); a
+                        model that carries no familiarity statistics says so, as a reason
+
+What the review does not check is whether the report is true. It reads the report against
+itself, against the finding head, and the image against the training data: consistency and
+familiarity. A consistent report on a familiar image can still be wrong.
+
+Non-finite numbers are not reviewed but refused: `check_finite` raises NonFiniteOutputError (a
+ValueError: one line, no report) when any output of the model holds NaN or inf, and
+review_report refuses probabilities or a score that are not finite numbers.
 
 The labeler (minirad.data.labeler) is the same one that scores clinical F1, so the review and
 the metrics read the text the same way. Every report leaves with the verdict "accepted" (no
@@ -27,11 +42,36 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from minirad.data.findings import DECISION_THRESHOLD, FINDINGS, NEGATIVE, POSITIVE
 from minirad.data.labeler import label_clause, label_report, split_clauses
 
 SECTION_NAMES = ("findings", "impression")
 ACCEPTED, NEEDS_REVIEW = "accepted", "needs review"
+UNFAMILIAR = "the image is unlike the training data"
+NO_FAMILIARITY = (
+    "the model carries no familiarity statistics: an image unlike its training data "
+    "cannot be told apart"
+)
+# The findings an impression must carry when FINDINGS states them: all of them, as in the
+# training reports (minirad.data.reports.write_report lists every positive in IMPRESSION).
+IMPRESSION_CARRIES = FINDINGS
+
+
+class NonFiniteOutputError(ValueError):
+    """A model output holds NaN or inf: the report is refused, not written."""
+
+
+def check_finite(outputs: dict[str, object]) -> None:
+    """NonFiniteOutputError naming the first output (name -> array) that is not all finite."""
+    for name, values in outputs.items():
+        array = np.asarray(values, dtype=np.float64)
+        if not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise NonFiniteOutputError(
+                f"the model's {name} hold {bad} non-finite value(s) (NaN or inf): report refused"
+            )
 
 
 def sentences_of(cleaned: str) -> list[str]:
@@ -77,6 +117,19 @@ class Review:
     verdict: str
     reasons: list[str] = field(default_factory=list)
     stated: dict[str, int | None] = field(default_factory=dict)
+    familiarity: dict[str, float] | None = None  # {"score": d, "threshold": t}
+
+    def familiarity_line(self) -> str:
+        """One line for the text and HTML outputs: the score beside its threshold."""
+        if self.familiarity is None:
+            return "Familiarity: not measured (the model carries no familiarity statistics)"
+        score, threshold = self.familiarity["score"], self.familiarity["threshold"]
+        verdict = "unlike" if score > threshold else "like"
+        return (
+            f"Familiarity: score {score:.2f}, threshold {threshold:.2f} "
+            f"({verdict} the training data; the review checks consistency and familiarity, "
+            "not truth)"
+        )
 
     @property
     def positive(self) -> set[str]:
@@ -84,7 +137,13 @@ class Review:
         return {name for name, label in self.stated.items() if label == POSITIVE}
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "reasons": list(self.reasons), "stated": self.stated}
+        return {
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "stated": self.stated,
+            "familiarity": None if self.familiarity is None else dict(self.familiarity),
+            "checks": "consistency and familiarity, not truth",
+        }
 
 
 def review_report(
@@ -93,16 +152,23 @@ def review_report(
     finished: bool = True,
     required_sections: tuple[str, ...] = SECTION_NAMES,
     uncertain_band: tuple[float, float] = (0.35, 0.65),
+    familiarity: tuple[float, float] | None = None,
 ) -> Review:
-    """Check one report against itself and against the finding head's probabilities.
+    """Check one report against itself, against the finding head's probabilities, and the
+    image against the training data.
 
     cleaned: the decoder's text. probabilities: finding -> P(finding) from the finding head.
     finished: whether the decoder wrote <eos>. required_sections: the sections every report
     must have (the training reports' sections; () for datasets without headers).
+    familiarity: (score, threshold) of the image (minirad.report.familiarity); None when the
+    model carries no familiarity statistics, which is itself a reason for review.
     """
     unknown = set(probabilities) - set(FINDINGS)
     if unknown:
         raise ValueError(f"probabilities: unknown findings {sorted(unknown)}")
+    check_finite({"finding probabilities": list(probabilities.values())})
+    if familiarity is not None:
+        check_finite({"familiarity score and threshold": familiarity})
     sections = sections_of(cleaned)
     stated = label_report(format_report(cleaned))
     clauses = _labelled_clauses(sections)  # labelled once, read by the two checks below
@@ -112,8 +178,13 @@ def review_report(
         + _contradictions(clauses)
         + _inconsistent_descriptions(clauses)
         + _disagreements(stated, probabilities, uncertain_band)
+        + _sections_disagree(clauses, sections)
+        + _unfamiliar(familiarity)
     )
-    return Review(ACCEPTED if not reasons else NEEDS_REVIEW, reasons, stated)
+    scored = None
+    if familiarity is not None:
+        scored = {"score": float(familiarity[0]), "threshold": float(familiarity[1])}
+    return Review(ACCEPTED if not reasons else NEEDS_REVIEW, reasons, stated, scored)
 
 
 def _structure_problems(sections, finished: bool, required: tuple[str, ...]) -> list[str]:
@@ -148,6 +219,7 @@ class _Clause:
     """One clause of the report, the sentence it stands in, and the labeler's reading of it:
     (finding, label) for every mention."""
 
+    section: str
     sentence: str
     text: str
     labels: list[tuple[str, int]]
@@ -155,8 +227,8 @@ class _Clause:
 
 def _labelled_clauses(sections) -> list[_Clause]:
     return [
-        _Clause(sentence, clause, label_clause(clause))
-        for sentences in sections.values()
+        _Clause(section, sentence, clause, label_clause(clause))
+        for section, sentences in sections.items()
         for sentence in sentences
         for clause in split_clauses(sentence)
     ]
@@ -241,3 +313,31 @@ def _disagreements(stated, probabilities, band: tuple[float, float]) -> list[str
         elif low <= p <= high:
             problems.append(f"the finding head is unsure about {pretty(name)} (P = {p:.2f})")
     return problems
+
+
+def _sections_disagree(clauses: list[_Clause], sections) -> list[str]:
+    """IMPRESSION against FINDINGS: what one states positive, the other must state too."""
+    if not ("findings" in sections and "impression" in sections):
+        return []
+    positive: dict[str, set[str]] = {"findings": set(), "impression": set()}
+    for clause in clauses:
+        if clause.section in positive:
+            positive[clause.section].update(n for n, label in clause.labels if label == POSITIVE)
+    problems = [
+        f"IMPRESSION states {pretty(name)}, but FINDINGS does not"
+        for name in FINDINGS
+        if name in positive["impression"] - positive["findings"]
+    ]
+    problems += [
+        f"FINDINGS states {pretty(name)}, but IMPRESSION does not carry it"
+        for name in IMPRESSION_CARRIES
+        if name in positive["findings"] - positive["impression"]
+    ]
+    return problems
+
+
+def _unfamiliar(familiarity: tuple[float, float] | None) -> list[str]:
+    if familiarity is None:
+        return [NO_FAMILIARITY]
+    score, threshold = familiarity
+    return [UNFAMILIAR] if score > threshold else []

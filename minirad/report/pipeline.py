@@ -5,7 +5,8 @@
     print(report.text, report.review.verdict)
 
     read_radiograph (PNG/JPEG/DICOM -> grey [0, 1], through the input gate, minirad.data.gate)
-    -> resize to the model's size (its checkpoint says) -> encoder + finding head -> decoder (greedy / beam / sample)
+    -> resize to the model's size (its checkpoint says) -> encoder + finding head
+    -> decoder (greedy / beam / sample)
     -> calibrated probabilities, familiarity score -> review -> Report
 
 The finding probabilities a Report carries are the calibrated ones, sigmoid(z / T), with the

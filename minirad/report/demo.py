@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from minirad.data.gate import MIN_SIDE
 from minirad.data.phantom import caption, synthesize
 from minirad.errors import ArgumentError
 from minirad.files import write_atomically
@@ -35,7 +36,9 @@ def run_demo(
     (out / "images").mkdir(parents=True, exist_ok=True)
     reporter = Reporter(model_path)
     pages, rows = [], []
-    for index, (pixels, study) in enumerate(synthesize(n, seed, size=reporter.image_size)):
+    # Drawn at the model's input size, or at the smallest the input gate accepts (a tiny model).
+    size = max(reporter.image_size, MIN_SIDE)
+    for index, (pixels, study) in enumerate(synthesize(n, seed, size=size)):
         name = f"phantom-{seed}-{index:03d}"
         image_path = out / "images" / f"{name}.png"
         write_atomically(image_path, png_bytes(pixels))

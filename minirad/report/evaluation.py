@@ -125,6 +125,7 @@ def evaluate(
     train_reports = [r.report for r in train_records]
     train_images = read_images(train_records, size, desc="reading train (baseline)")
     constant = constant_normal_report(train_reports)
+    calibration = calibration_scores(model, meta, test.images, test.findings)
     results = {
         "split": split_name,
         "method": method,
@@ -137,7 +138,7 @@ def evaluate(
             true_sets,
         ),
         "reference": score(references, references, true_sets),
-        "calibration": calibration_scores(model, meta, test.images, test.findings),
+        "calibration": calibration,
         "distinct references": distinct_reports(references),
         "examples": [
             {"id": test.ids[i], "reference": references[i], "generated": hypotheses[i]}
@@ -145,7 +146,7 @@ def evaluate(
         ],
     }
     if reliability_path is not None:
-        write_atomically(reliability_path, reliability_png(results["calibration"]))
+        write_atomically(reliability_path, reliability_png(calibration))
     return results
 
 

@@ -14,15 +14,17 @@ The budgets asserted here, per training step of the report model or of the class
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from test_device_decoding import tiny_config
 
 from minirad import backend, kernels
 from minirad.models import train_report
 from minirad.models.classifier import CNNClassifier
 from minirad.models.report_data import ReportArrays
-from minirad.models.report_model import ReportModel, ReportModelConfig
+from minirad.models.report_model import ReportModel
 from minirad.models.train_classifier import evaluate_accuracy, train_one_epoch
 from minirad.models.train_report import TrainConfig, _train_epoch, train_step
 from minirad.optim import Adam
@@ -32,29 +34,21 @@ pytestmark = pytest.mark.skipif(
     not device_standin.installed(), reason="runs on the device stand-in (no real GPU needed)"
 )
 
-# The report model at its smallest: every layer present, each a few units wide.
-TINY = dict(
-    vocab_size=12,
-    image_size=16,
-    channels=(2, 2, 2, 4),
-    convs_per_block=(1, 1, 1, 1),
-    summary_size=4,
-    embed_dim=4,
-    hidden_size=4,
-    attention_dim=4,
-    max_len=6,
-)
+# The decoding tests' tiny model (every layer present, each a few units wide), with dropout
+# on: its masks must be drawn where the activations are.
+CONFIG = replace(tiny_config(max_len=6), dropout=0.1)
 
 
 def tiny_report_model() -> ReportModel:
-    return ReportModel(ReportModelConfig(**TINY), rng=0)
+    return ReportModel(CONFIG, rng=0)
 
 
 def tiny_batch(rows: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    images = rng.random((rows, 1, TINY["image_size"], TINY["image_size"])).astype(np.float32)
-    tokens = rng.integers(4, TINY["vocab_size"], (rows, TINY["max_len"]))
+    size = CONFIG.image_size
+    images = rng.random((rows, 1, size, size)).astype(np.float32)
+    tokens = rng.integers(4, CONFIG.vocab_size, (rows, CONFIG.max_len))
     tokens[:, 0] = 1  # <bos>
-    findings = (rng.random((rows, ReportModelConfig(**TINY).num_findings)) < 0.3).astype(np.float32)
+    findings = (rng.random((rows, CONFIG.num_findings)) < 0.3).astype(np.float32)
     return images, tokens, findings
 
 

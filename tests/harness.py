@@ -80,20 +80,23 @@ class HostArgumentsMoved:
         attribute = getattr(self._ops, name)
         if name.startswith("_") or not callable(attribute):
             return attribute
-        xp = self._ops.xp
 
         def on_device(*args, **kwargs):
-            moved = [xp.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-            return attribute(*moved, **kwargs)
+            return attribute(*(_moved_to(self._ops, a) for a in args), **kwargs)
 
         return on_device
+
+
+def _moved_to(ops: kernels.Ops, a):
+    """A host array where `ops` computes (one upload on a GPU backend); anything else as is."""
+    return ops.xp.asarray(a) if ops.on_device and isinstance(a, np.ndarray) else a
 
 
 def _emulated(backend: str) -> bool:
     if backend == "cuda_c_cpu":
         return True
     if backend == "cupy":  # the device stand-in runs the .cu files in the g++ emulation
-        return getattr(kernels.get("cupy").xp, "__standin__", False)
+        return getattr(_default_ops("cupy").xp, "__standin__", False)
     if backend == "cuda":
         from minirad.kernels.runtime.numba_cuda import simulator_on
 
@@ -102,12 +105,13 @@ def _emulated(backend: str) -> bool:
 
 
 def _put(backend: str, arrays):
-    types = kernels.get(backend).array_types
-    if np.ndarray in types:
-        return arrays
-    import cupy
+    return [_moved_to(_default_ops(backend), a) for a in arrays]
 
-    return [None if a is None else cupy.asarray(a) for a in arrays]
+
+@functools.cache
+def _default_ops(name: str) -> kernels.Ops:
+    """kernels.get(name), assembled once per test session."""
+    return kernels.get(name)
 
 
 @functools.cache
@@ -122,7 +126,7 @@ def reference() -> kernels.Ops:
 
 
 def _default_version(backend: str, family: str) -> str:
-    return kernels.get(backend).version[family]
+    return _default_ops(backend).version[family]
 
 
 def impls(

@@ -142,7 +142,7 @@ def impls(
     for backend in kernels.available():
         if emulated is not None and _emulated(backend) != emulated:
             continue
-        for version in kernels.get(backend).versions[family]:
+        for version in _default_ops(backend).versions[family]:
             for dtype in DTYPES:
                 is_yardstick = (
                     backend == "numpy"

@@ -161,7 +161,9 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     V = logits.shape[-1]
     flat = logits.reshape(-1, V) if logits.ndim != 2 else logits
     target_data = targets.data if isinstance(targets, Tensor) else targets
-    if array_module(target_data) is np:  # checked while on the host: free here, a sync later
+    if array_module(target_data) is np and array_module(logits.data) is not np:
+        # Host targets for device logits: checked here, while on the host (free), since the
+        # kernel contract does not read device targets back. Host logits: the contract checks.
         class_ids("targets", np.asarray(target_data), V, ignore_index)
     target_data = like(target_data, logits.data)
     return SoftmaxCrossEntropy.apply(

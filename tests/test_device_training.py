@@ -168,3 +168,14 @@ def test_host_arrays_in_device_maths_are_refused():
             np.exp(device)
         with pytest.raises(ValueError, match="got numpy.ndarray"):
             kernels.get("cupy").linear_forward(np.ones((2, 3)), device.reshape(1, 3), None)
+
+
+def test_host_targets_of_device_logits_are_checked_before_the_upload():
+    """The contract does not read device targets back; cross_entropy checks host ones first."""
+    from minirad import functional as F
+    from minirad.autograd import Tensor
+
+    with on_device("cupy"):
+        logits = Tensor(backend.to_device(np.zeros((2, 5), dtype=np.float32)))
+        with pytest.raises(ValueError, match="^targets: class id 9 is outside"):
+            F.cross_entropy(logits, np.array([0, 9]))

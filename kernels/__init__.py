@@ -9,7 +9,8 @@ it is installed as `minirad.kernels`, so that minirad installs one top-level nam
     >>> ops = kernels.get("numpy")                # an Ops: one method per op, here the reference
     >>> naive = kernels.get("numpy", conv2d="naive")  # choose a version per op folder
 
-One folder per operation (conv2d, maxpool2d, linear, rnn, softmax), one file per backend:
+One folder per operation (conv2d, maxpool2d, linear, rnn, softmax, attention), one file per
+backend:
 
     backend      file in each op folder   runs on
     numpy        reference.py             any CPU: the readable specification
@@ -48,6 +49,7 @@ every backend:
     linear     blas*               naive, blocked, blas*    naive, tiled*
     rnn        vectorised*         naive, fused*            naive, fused*
     softmax    vectorised*         naive, parallel*         naive, block*
+    attention  vectorised*         fused*                   vectorised*
     (* the default)
 
 Notation. The letters of every docstring, kernel and tutorial, per op folder. A size is a
@@ -85,6 +87,12 @@ ph, pw, kh, kw are two-letter names, not products (formulas set them upright).
     m        the maximum of a row; y = softmax(x) or log_softmax(x), the forward's output
     N, V     logits (N, V): N rows (a decoder's B sentences of T steps, flattened), V words
     M        the rows whose target is kept (targets (N,), != ignore_index)
+  attention (additive, one decoder step)
+    B, b     images in the batch
+    L, l     positions attended to (the cells of the feature grid; `position` in loops)
+    D, d     key width: keys (B, L, D), context (B, D)
+    A, a     the attention's hidden width: query (B, A), projected_keys (B, L, A), v (A,),
+             hidden = tanh(projected_keys + query) (B, L, A); scores e and weights alpha (B, L)
   every op
     dX       dL/dX, the gradient of the loss L with respect to the array X: dy, dw, dh_new, ...
 """

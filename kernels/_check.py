@@ -418,3 +418,48 @@ def class_ids(name: str, ids: np.ndarray, V: int, ignore_index: int | np.integer
     if kept.size and (int(kept.min()) < 0 or int(kept.max()) >= V):
         bad = int(kept.min()) if int(kept.min()) < 0 else int(kept.max())
         raise ValueError(f"{name}: class id {bad} is outside [0, {V}) and is not ignore_index")
+
+
+# ----------------------------------------------------------------------------------------------
+# Additive attention
+# ----------------------------------------------------------------------------------------------
+
+
+def _attention(query, projected_keys, keys, v, array_types) -> tuple[int, int, int, int]:
+    """Shared shape rules of the attention ops; returns (B, L, D, A)."""
+    check_array("query", query, 2, array_types)
+    check_array("projected_keys", projected_keys, 3, array_types)
+    check_array("keys", keys, 3, array_types)
+    check_array("v", v, 1, array_types)
+    check_float_dtypes(query=query, projected_keys=projected_keys, keys=keys, v=v)
+    B, L, A = _shape(projected_keys)
+    D = keys.shape[2]
+    if 0 in (B, L, A, D):
+        raise ValueError(
+            f"projected_keys {(B, L, A)}, keys {_shape(keys)}: every dimension must be non-empty"
+        )
+    check_shape("query", query, (B, A), lambda: f"batch and width of projected_keys {(B, L, A)}")
+    check_shape("keys", keys, (B, L, D), lambda: f"batch and positions of projected_keys {(B, L)}")
+    check_shape("v", v, (A,), lambda: f"width of projected_keys {A}")
+    return B, L, D, A
+
+
+def additive_attention_forward(query, projected_keys, keys, v, *, array_types) -> None:
+    """query (B, A), projected_keys (B, L, A), keys (B, L, D), v (A,)."""
+    _attention(query, projected_keys, keys, v, array_types)
+
+
+def additive_attention_backward(dcontext, dalpha, alpha, hidden, keys, v, *, array_types) -> None:
+    """dcontext (B, D); dalpha (B, L) or None; alpha (B, L), hidden (B, L, A) from the forward."""
+    check_array("hidden", hidden, 3, array_types)
+    B, L, A = _shape(hidden)
+    _attention(hidden[:, 0, :], hidden, keys, v, array_types)
+    D = keys.shape[2]
+    check_array("dcontext", dcontext, 2, array_types)
+    check_shape("dcontext", dcontext, (B, D), "batch and width of keys")
+    check_array("alpha", alpha, 2, array_types)
+    check_shape("alpha", alpha, (B, L), "batch and positions of hidden")
+    if dalpha is not None:
+        check_array("dalpha", dalpha, 2, array_types)
+        check_shape("dalpha", dalpha, (B, L), "same as alpha")
+    check_float_dtypes(hidden=hidden, dcontext=dcontext, alpha=alpha, dalpha=dalpha)

@@ -49,6 +49,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "log_softmax_backward",
         "softmax_cross_entropy",
     ),
+    "attention": ("additive_attention_forward", "additive_attention_backward"),
 }
 
 Array = Any  # numpy.ndarray on the CPU backends, a device array on the GPU ones
@@ -223,3 +224,30 @@ class Ops:
         """
         _check.softmax_cross_entropy(logits, targets, ignore_index, array_types=self.array_types)
         return self._impl["softmax_cross_entropy"](logits, targets, int(ignore_index))
+
+    # -- additive attention --------------------------------------------------------------------
+
+    def additive_attention_forward(
+        self, query: Array, projected_keys: Array, keys: Array, v: Array
+    ) -> tuple[Array, Array, Array]:
+        """hidden = tanh(projected_keys + query[:, None]), alpha = softmax_l(hidden @ v),
+        context = sum_l alpha[:, l, None] keys[:, l].
+
+        query (B, A), projected_keys (B, L, A), keys (B, L, D), v (A,)
+        -> (context (B, D), alpha (B, L), hidden (B, L, A), which the backward needs).
+        """
+        _check.additive_attention_forward(
+            query, projected_keys, keys, v, array_types=self.array_types
+        )
+        return self._impl["additive_attention_forward"](query, projected_keys, keys, v)
+
+    def additive_attention_backward(
+        self, dcontext: Array, dalpha: Array | None, alpha: Array, hidden: Array, keys: Array,
+        v: Array,
+    ) -> tuple[Array, Array, Array, Array]:
+        """dcontext (B, D), dalpha (B, L) or None (alpha used only for the context)
+        -> (dquery (B, A), dprojected_keys (B, L, A), dkeys (B, L, D), dv (A,))."""
+        _check.additive_attention_backward(
+            dcontext, dalpha, alpha, hidden, keys, v, array_types=self.array_types
+        )
+        return self._impl["additive_attention_backward"](dcontext, dalpha, alpha, hidden, keys, v)

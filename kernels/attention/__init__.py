@@ -1,0 +1,1 @@
+"""Additive (Bahdanau) attention, one decoder step: scores, softmax weights and context."""

@@ -242,7 +242,12 @@ class Ops:
         return self._impl["additive_attention_forward"](query, projected_keys, keys, v)
 
     def additive_attention_backward(
-        self, dcontext: Array, dalpha: Array | None, alpha: Array, hidden: Array, keys: Array,
+        self,
+        dcontext: Array,
+        dalpha: Array | None,
+        alpha: Array,
+        hidden: Array,
+        keys: Array,
         v: Array,
     ) -> tuple[Array, Array, Array, Array]:
         """dcontext (B, D), dalpha (B, L) or None (alpha used only for the context)

@@ -105,10 +105,7 @@ def test_reference_backward_is_the_finite_difference_gradient(case: AttentionCas
     query, projected, keys, v, dcontext, dalpha = case.arrays(np.float64)
     ref = reference()
     context, alpha, hidden = ref.additive_attention_forward(query, projected, keys, v)
-    if dalpha is None:
-        dalpha_used = np.zeros_like(alpha)
-    else:
-        dalpha_used = dalpha
+    dalpha_used = np.zeros_like(alpha) if dalpha is None else dalpha
 
     def forward(q, p, k, w):
         c, a, _ = ref.additive_attention_forward(q, p, k, w)

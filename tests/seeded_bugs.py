@@ -112,6 +112,24 @@ MUTATIONS = [
     ),
     ("gru direct path", "kernels/rnn/reference.py", "dh += dh_new * z", "dh += dh_new * r"),
     (
+        "attention softmax Jacobian drops the mean",
+        "kernels/attention/reference.py",
+        "de = alpha * (dalpha_total - (alpha * dalpha_total).sum(axis=1, keepdims=True))",
+        "de = alpha * dalpha_total",
+    ),
+    (
+        "attention fused tanh derivative",
+        "kernels/attention/numba_cpu.py",
+        "out[a] = scale * v[a] * (one - h[a] * h[a])",
+        "out[a] = scale * v[a] * (one - h[a])",
+    ),
+    (
+        "attention fused hidden pass reads the first position's keys everywhere",
+        "kernels/attention/numba_cpu.py",
+        "p, out = projected_keys[b, position], hidden[b, position]",
+        "p, out = projected_keys[b, 0], hidden[b, position]",
+    ),
+    (
         "gru update-gate sign",
         "kernels/rnn/reference.py",
         "dh_new * (h - n) * z",
@@ -305,6 +323,8 @@ FIRST_TESTS = {
     "engine": ["tests/test_broadcasting.py", "tests/test_autograd.py"],
     "labeler": ["tests/test_labeler.py"],
     "device": ["tests/test_device_training.py", "tests/test_device_decoding.py"],
+    # The attention op has its own file: its arguments are unlike any other family's.
+    "attention": ["tests/test_attention_kernel.py"],
 }
 KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_invariants.py", "tests/test_torch_oracle.py"]
 

@@ -119,6 +119,19 @@ def digest(d: decoding.Decoded, L: int) -> tuple:
     return len(d.tokens), crc, round(d.log_prob, 4), round(centre, 3), str(d.attention.dtype)
 
 
+# The words must be the same to the token; the numbers only to what float32 arithmetic keeps
+# across CPUs: OpenBLAS picks its kernels by CPU model, and a float32 product summed in another
+# order moves a 40-word log P by about 2e-4 (seen on CI's machine against the recording's).
+LOG_P_TOL, CENTRE_TOL = 2e-3, 2e-2
+
+
+def assert_same_report(got: tuple, before: tuple, where: str) -> None:
+    words, crc, log_p, centre, dtype = got
+    assert (words, crc, dtype) == (before[0], before[1], before[4]), f"{where}: other words"
+    assert abs(log_p - before[2]) <= LOG_P_TOL, f"{where}: log P {log_p} != {before[2]}"
+    assert abs(centre - before[3]) <= CENTRE_TOL, f"{where}: attention {centre} != {before[3]}"
+
+
 # Recorded on main at 8cfbd21 (before decoding ran on a device), numpy backend.
 BEFORE = {
     "greedy": [
@@ -154,7 +167,9 @@ def test_on_numpy_the_bundled_model_writes_the_reports_it_wrote_before():
         L = model.config.grid_side**2
         for name, (method, options) in runs.items():
             decoded = generate(model, images, method, **options)
-            assert [digest(d, L) for d in decoded] == BEFORE[name], name
+            assert len(decoded) == len(BEFORE[name]), name
+            for index, (d, before) in enumerate(zip(decoded, BEFORE[name], strict=True)):
+                assert_same_report(digest(d, L), before, f"{name}, image {index}")
             assert all(d.finished for d in decoded), name
 
 

@@ -117,6 +117,35 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> Tensor:
     return GRUCell.apply(x, h, w_ih, w_hh, b_ih, b_hh)
 
 
+class AdditiveAttention(KernelFunction):
+    """One attention step as one Function (kernels/attention): what nn.AdditiveAttention
+    computes in about eleven nodes (add, tanh, the score Linear, reshapes, softmax, product,
+    sum), one forward and one backward here."""
+
+    def forward(self, query, projected_keys, keys, w_score):
+        A = w_score.shape[-1]
+        self.keys, self.v = keys, w_score.reshape(A)
+        context, self.alpha, self.hidden = self.kernels.additive_attention_forward(
+            query, projected_keys, keys, self.v
+        )
+        return context, self.alpha
+
+    def backward(self, dcontext, dalpha):
+        dquery, dprojected, dkeys, dv = self.kernels.additive_attention_backward(
+            dcontext, dalpha, self.alpha, self.hidden, self.keys, self.v
+        )
+        return dquery, dprojected, dkeys, dv.reshape(1, -1)
+
+
+def additive_attention(
+    query: Tensor, projected_keys: Tensor, keys: Tensor, w_score: Tensor
+) -> tuple[Tensor, Tensor]:
+    """context (B, D), alpha (B, L) = attention(query (B, A), projected_keys (B, L, A),
+    keys (B, L, D), w_score (1, A)): alpha = softmax_l(w_score . tanh(projected_keys + query)),
+    context = sum_l alpha_l keys_l (kernels/attention/reference.py has the derivation)."""
+    return AdditiveAttention.apply(query, projected_keys, keys, w_score)
+
+
 class Softmax(KernelFunction):
     def forward(self, x, axis=-1):
         self.axis = axis

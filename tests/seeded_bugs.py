@@ -265,8 +265,8 @@ MUTATIONS = [
     (
         "device: Dropout draws its mask on the host",
         "minirad/nn/layers.py",
-        "keep = uniform_from_counter(array_module(x.data), key, x.shape) >= self.p",
-        "keep = like(uniform_from_counter(np, key, x.shape) >= self.p, x.data)",
+        "keep = uniform_from_counter(xp, key, shape) >= self.p",
+        "keep = like(uniform_from_counter(np, key, shape) >= self.p, xp.empty(0))",
     ),
     (
         "device: Embedding reads device ids back to check them",
@@ -304,6 +304,25 @@ MUTATIONS = [
         "return 1 if xp is np else CHECK_EVERY",
         "return 1",
     ),
+    # The fused teacher-forced decoder: each path of its backward.
+    (
+        "fused decoder: the query's gradient does not reach the previous state",
+        "minirad/models/fused_decoder.py",
+        "dh = dh + dh_query",
+        "dh = dh + 0 * dh_query",
+    ),
+    (
+        "fused decoder: the context's gradient misses the output features",
+        "minirad/models/fused_decoder.py",
+        "dcontext = dx[:, E : E + D] + dfeatures[:, t, H:]",
+        "dcontext = dx[:, E : E + D]",
+    ),
+    (
+        "fused decoder: one dropout mask for every step",
+        "minirad/nn/layers.py",
+        "masks = [self._scaled_mask(xp, step_shape, x.dtype) for _ in range(x.shape[axis])]",
+        "masks = [self._scaled_mask(xp, step_shape, x.dtype)] * x.shape[axis]",
+    ),
     # The labeler: a negation's scope must end at "but".
     (
         "labeler: 'but' no longer ends a clause",
@@ -325,16 +344,19 @@ FIRST_TESTS = {
     "device": ["tests/test_device_training.py", "tests/test_device_decoding.py"],
     # The attention op has its own file: its arguments are unlike any other family's.
     "attention": ["tests/test_attention_kernel.py"],
+    "fused decoder": ["tests/test_fused_decoder.py"],
 }
 KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_invariants.py", "tests/test_torch_oracle.py"]
 
 
 def area(file: str, name: str = "") -> str:
     """The part of the project a mutation belongs to: the device paths (a mutant named
-    "device: ..."), an op folder (with " GPU" for the CUDA sources and Numba CUDA files), the
-    engine, or the labeler."""
+    "device: ..."), the fused decoder ("fused decoder: ..."), an op folder (with " GPU" for
+    the CUDA sources and Numba CUDA files), the engine, or the labeler."""
     if name.startswith("device:"):
         return "device"
+    if name.startswith("fused decoder:"):
+        return "fused decoder"
     if file == "minirad/autograd.py":
         return "engine"
     if file == "minirad/data/labeler.py":

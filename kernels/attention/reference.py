@@ -30,7 +30,8 @@ a product, a sum ...): what minirad.nn.AdditiveAttention computes node by node, 
 decoder step calls once (minirad.functional.additive_attention).
 
 The formulas are written once, for any array module `xp` with NumPy's API: this file's version
-runs them on NumPy, and a GPU backend can run the same formulas on CuPy (make_versions(xp)).
+runs them on NumPy, and a GPU backend can run the same formulas on CuPy, with its own softmax
+kernel for the softmax over positions (make_versions(xp, softmax_ops)).
 
 Versions:
     vectorised  the only one: the formulas above, each a whole-array operation.
@@ -43,36 +44,59 @@ from types import ModuleType
 import numpy as np
 
 
-def attention_forward(xp: ModuleType, query, projected_keys, keys, v):
-    """-> (context (B, D), alpha (B, L), hidden (B, L, A)); see the module docstring."""
+def attention_forward(xp: ModuleType, query, projected_keys, keys, v, softmax=None):
+    """-> (context (B, D), alpha (B, L), hidden (B, L, A)); see the module docstring.
+
+    softmax: None for the formula below, or a backend's softmax(x, axis) op (its kernel)."""
     hidden = xp.tanh(projected_keys + query[:, None, :])
     scores = hidden @ v  # (B, L)
-    shifted = xp.exp(scores - scores.max(axis=1, keepdims=True))
-    alpha = shifted / shifted.sum(axis=1, keepdims=True)
+    if softmax is None:
+        shifted = xp.exp(scores - scores.max(axis=1, keepdims=True))
+        alpha = shifted / shifted.sum(axis=1, keepdims=True)
+    else:
+        alpha = softmax(scores, 1)
     context = (alpha[:, :, None] * keys).sum(axis=1)
     return context, alpha, hidden
 
 
-def attention_backward(xp: ModuleType, dcontext, dalpha, alpha, hidden, keys, v):
-    """-> (dquery (B, A), dprojected_keys (B, L, A), dkeys (B, L, D), dv (A,))."""
+def attention_backward(
+    xp: ModuleType, dcontext, dalpha, alpha, hidden, keys, v, softmax_backward=None
+):
+    """-> (dquery (B, A), dprojected_keys (B, L, A), dkeys (B, L, D), dv (A,)).
+
+    softmax_backward: None for the formula of de below, or a backend's softmax_backward(dy, y,
+    axis) op, which computes the same Jacobian product."""
     dalpha_total = (keys * dcontext[:, None, :]).sum(axis=2)  # (B, L)
     if dalpha is not None:
         dalpha_total = dalpha_total + dalpha
-    de = alpha * (dalpha_total - (alpha * dalpha_total).sum(axis=1, keepdims=True))
+    if softmax_backward is None:
+        de = alpha * (dalpha_total - (alpha * dalpha_total).sum(axis=1, keepdims=True))
+    else:
+        de = softmax_backward(dalpha_total, alpha, 1)
     dpre = de[:, :, None] * v * (1 - hidden * hidden)  # (B, L, A)
     dkeys = alpha[:, :, None] * dcontext[:, None, :]
     dv = (de[:, :, None] * hidden).sum(axis=(0, 1))
     return dpre.sum(axis=1), dpre, dkeys, dv
 
 
-def make_versions(xp: ModuleType) -> dict:
-    """The VERSIONS table of the formulas above on the array module xp."""
+def make_versions(xp: ModuleType, softmax_ops: dict | None = None) -> dict:
+    """The VERSIONS table of the formulas above on the array module xp.
+
+    softmax_ops: a softmax family version ({"softmax": ..., "softmax_backward": ...}) whose
+    kernels compute the softmax over positions and its backward, or None for the formulas."""
+    softmax = None if softmax_ops is None else softmax_ops["softmax"]
+    softmax_backward = None if softmax_ops is None else softmax_ops["softmax_backward"]
+
+    def forward(query, projected_keys, keys, v):
+        return attention_forward(xp, query, projected_keys, keys, v, softmax)
+
+    def backward(dcontext, dalpha, alpha, hidden, keys, v):
+        return attention_backward(xp, dcontext, dalpha, alpha, hidden, keys, v, softmax_backward)
+
     return {
         "vectorised": {
-            "additive_attention_forward": lambda q, pk, k, v: attention_forward(xp, q, pk, k, v),
-            "additive_attention_backward": lambda dc, da, alpha, hidden, k, v: attention_backward(
-                xp, dc, da, alpha, hidden, k, v
-            ),
+            "additive_attention_forward": forward,
+            "additive_attention_backward": backward,
         }
     }
 

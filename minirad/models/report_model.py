@@ -54,6 +54,7 @@ from minirad import functional as F
 from minirad.autograd import Tensor, concatenate, like, stack
 from minirad.data.findings import DECISION_THRESHOLD, FINDINGS
 from minirad.data.vocab import PAD_ID
+from minirad.models.fused_decoder import teacher_forced_decoder
 from minirad.nn.attention import AdditiveAttention
 from minirad.nn.layers import (
     Conv2d,
@@ -201,7 +202,13 @@ class ReportModel(Module):
     forward(images (B, 1, S, S), tokens (B, T) ints) -> (word_logits (B, T-1, V),
     finding_logits (B, K)): teacher forcing, word t+1 predicted from tokens[:, :t+1].
     For inference, `encode` once and then `step` word by word (minirad.report.decoding).
+
+    fused: compute with the fused Functions (default): the attention step as one Function, and
+    in training with an LSTM the whole teacher-forced decoder as one (models/fused_decoder.py).
+    Set it False for the node-by-node path, the one to read first; both give the same numbers.
     """
+
+    fused = True
 
     def __init__(self, config: ReportModelConfig, rng: Seed = None, dtype=np.float32) -> None:
         super().__init__()
@@ -268,7 +275,9 @@ class ReportModel(Module):
         """One decoder step: (word_vectors (B, E) of the previous words, state) ->
         (word logits (B, V), new state, alpha (B, L))."""
         h = state[0] if self.config.cell == "lstm" else state
-        context, alpha = self.attention(h, encoded.keys, projected_keys=encoded.projected_keys)
+        context, alpha = self.attention(
+            h, encoded.keys, projected_keys=encoded.projected_keys, fused=self.fused
+        )
         inputs = concatenate([word_vectors, context, encoded.finding_inputs], axis=1)
         state = self.cell(inputs, state)
         h = state[0] if self.config.cell == "lstm" else state
@@ -301,13 +310,27 @@ class ReportModel(Module):
         encoded = self.encode(images)
         seen = self._teacher_forced(encoded, findings, encoder_learns_from_words)
         state = self.initial_state(seen)
-        # All input words are embedded in one lookup, then cut into time steps.
-        word_vectors = unstack(self.embed(tokens[:, :-1]), axis=1)  # T-1 tensors (B, E)
+        # All input words are embedded in one lookup.
+        word_vectors = self.embed(tokens[:, :-1])  # (B, T-1, E)
+        if self.fused and self.config.cell == "lstm":
+            return self._decode_fused(seen, word_vectors, state), encoded.finding_logits
         logits = []
-        for vectors in word_vectors:
+        for vectors in unstack(word_vectors, axis=1):  # T-1 tensors (B, E), step by step
             step_logits, state, _ = self.step(seen, vectors, state)
             logits.append(step_logits)
         return stack(logits, axis=1), encoded.finding_logits  # (B, T-1, V), (B, K)
+
+    def _decode_fused(self, seen: Encoded, word_vectors: Tensor, state) -> Tensor:
+        """The loop of `forward` as one Function (models/fused_decoder.py), then dropout and the
+        output layer on all steps at once: the same logits (B, T, V), faster to train."""
+        h0, c0 = state
+        features, _ = teacher_forced_decoder(
+            word_vectors, seen.keys, seen.projected_keys, seen.finding_inputs, h0, c0,
+            self.attention, self.cell,
+        )  # fmt: skip
+        features = self.dropout.forward_per_step(features, axis=1)  # (B, T, H + D)
+        B, T, width = features.shape
+        return self.output(features.reshape(B * T, width)).reshape(B, T, -1)
 
     def _teacher_forced(
         self, encoded: Encoded, findings: np.ndarray | None, encoder_learns_from_words: bool

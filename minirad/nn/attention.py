@@ -54,7 +54,10 @@ class AdditiveAttention(Module):
         keys: Tensor,
         mask=None,
         projected_keys: Tensor | None = None,
+        fused: bool = False,
     ) -> tuple[Tensor, Tensor]:
+        """fused: the same step as one Function (F.additive_attention: one kernel forward, one
+        backward) instead of the node-by-node path below, which is the one to read first."""
         B, L, _ = keys.shape
         if query.ndim != 2 or query.shape[0] != B:
             raise ValueError(
@@ -63,6 +66,10 @@ class AdditiveAttention(Module):
             )
         if projected_keys is None:
             projected_keys = self.project_keys(keys)
+        if fused and mask is None:
+            return F.additive_attention(
+                self.query_proj(query), projected_keys, keys, self.score.weight
+            )
         # (B, 1, hidden) broadcasts against (B, L, hidden): one query per image, L keys each.
         q = self.query_proj(query).reshape(B, 1, -1)
         e = self.score((projected_keys + q).tanh()).reshape(B, L)  # (B, L)

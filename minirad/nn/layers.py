@@ -269,11 +269,26 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
+        return x * Tensor(self._scaled_mask(array_module(x.data), x.shape, x.dtype))
+
+    def forward_per_step(self, x: Tensor, axis: int = 1) -> Tensor:
+        """Dropout on a whole sequence with the masks that one `forward` per step would draw:
+        x.shape[axis] masks, drawn in step order, one per slice along `axis`. A fused decoder
+        (minirad/models/fused_decoder.py) drops out all its steps at once and still draws,
+        from the same generator state, exactly what the step-by-step decoder draws."""
+        if not self.training or self.p == 0.0:
+            return x
+        xp, step_shape = array_module(x.data), x.shape[:axis] + x.shape[axis + 1 :]
+        masks = [self._scaled_mask(xp, step_shape, x.dtype) for _ in range(x.shape[axis])]
+        return x * Tensor(xp.stack(masks, axis=axis))
+
+    def _scaled_mask(self, xp, shape: tuple[int, ...], dtype):
+        """keep / (1 - p), keep ~ Bernoulli(1 - p) per element, from one fresh key."""
         key = int(self.rng.integers(0, 2**63))  # a host number: no transfer
-        keep = uniform_from_counter(array_module(x.data), key, x.shape) >= self.p
+        keep = uniform_from_counter(xp, key, shape) >= self.p
         # p = 1 drops everything; the formula would divide by zero.
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
-        return x * Tensor(keep.astype(x.dtype) * x.dtype.type(scale))
+        return keep.astype(dtype) * dtype.type(scale)
 
 
 # SplitMix64 (Steele, Lea and Flood, 2014), the finaliser of java.util.SplittableRandom: a

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from minirad.data.vocab import PAD_ID
+from minirad.data.findings import DECISION_THRESHOLD
+from minirad.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from minirad.models.report_model import ReportModelConfig
 
 
@@ -60,28 +61,73 @@ class TorchReportModel(torch.nn.Module):
         self.output = torch.nn.Linear(H + D, config.vocab_size)
 
     def forward(self, images, tokens, findings):
+        keys, summary, finding_logits = self.encode(images)
+        # What the decoder reads: the encoder's outputs as constants, the true findings.
+        return self.decode(keys.detach(), summary.detach(), tokens, findings), finding_logits
+
+    def encode(self, images):
+        """-> keys (B, L, D), summary (B, M), finding_logits (B, K) (ReportModel.encode)."""
         grid = self.encoder.blocks(images * 2.0 - 1.0)  # (B, D, G, G)
         B, D, G, _ = grid.shape
         keys = grid.reshape(B, D, G * G).transpose(1, 2)  # (B, L, D)
         strongest = F.max_pool2d(grid, G).reshape(B, D)
         summary = F.relu(self.summary(torch.cat([grid.reshape(B, D * G * G), strongest], 1)))
-        finding_logits = self.finding_head(summary)
-        # What the decoder reads: the encoder's outputs as constants, the true findings.
-        keys, summary = keys.detach(), summary.detach()
-        projected_keys = self.attention.key_proj(keys)
+        return keys, summary, self.finding_head(summary)
+
+    def initial_state(self, summary, findings):
         both = torch.tanh(self.init_state(torch.cat([summary, findings], 1)))
         H = self.config.hidden_size
+        return (both[:, :H], both[:, H:]) if self.config.cell == "lstm" else both[:, :H]
+
+    def step(self, keys, projected_keys, findings, word_vectors, state):
+        """One decoder step -> (word logits (B, V), new state, alpha (B, L))."""
         lstm = self.config.cell == "lstm"
-        state = (both[:, :H], both[:, H:]) if lstm else both[:, :H]
+        h = state[0] if lstm else state
+        context, alpha = self.attention(h, keys, projected_keys)
+        state = self.cell(torch.cat([word_vectors, context, findings], 1), state)
+        h = state[0] if lstm else state
+        return self.output(self.dropout(torch.cat([h, context], 1))), state, alpha
+
+    def decode(self, keys, summary, tokens, findings):
+        """word_logits (B, T-1, V) by teacher forcing (ReportModel.decode)."""
+        projected_keys = self.attention.key_proj(keys)
+        state = self.initial_state(summary, findings)
         word_vectors = self.embed(tokens[:, :-1])  # (B, T-1, E)
         logits = []
         for t in range(word_vectors.shape[1]):
-            h = state[0] if lstm else state
-            context, _ = self.attention(h, keys, projected_keys)
-            state = self.cell(torch.cat([word_vectors[:, t], context, findings], 1), state)
-            h = state[0] if lstm else state
-            logits.append(self.output(self.dropout(torch.cat([h, context], 1))))
-        return torch.stack(logits, 1), finding_logits
+            step_logits, state, _ = self.step(
+                keys, projected_keys, findings, word_vectors[:, t], state
+            )
+            logits.append(step_logits)
+        return torch.stack(logits, 1)
+
+
+@torch.no_grad()
+def torch_greedy(model: TorchReportModel, images, max_len: int) -> list[list[int]]:
+    """minirad.report.decoding.greedy in PyTorch: from the images, the most probable word at
+    every step (its log-probability summed, as minirad's does), until every report has ended;
+    the decoder reads the finding head's decisions. -> each image's tokens, <eos> excluded."""
+    keys, summary, finding_logits = model.encode(images)
+    decisions = (torch.sigmoid(finding_logits) >= DECISION_THRESHOLD).to(summary.dtype)
+    projected_keys = model.attention.key_proj(keys)
+    state = model.initial_state(summary, decisions)
+    B = images.shape[0]
+    previous = torch.full((B,), BOS_ID, dtype=torch.int64)
+    done = torch.zeros(B, dtype=torch.bool)
+    log_prob = torch.zeros(B, dtype=torch.float64)
+    chosen_words = []
+    for _ in range(max_len - 1):
+        logits, state, _ = model.step(keys, projected_keys, decisions, model.embed(previous), state)
+        log_p = torch.log_softmax(logits, dim=1)
+        chosen = log_p.argmax(dim=1)
+        log_prob += torch.where(done, 0.0, log_p[torch.arange(B), chosen].double())
+        done |= chosen == EOS_ID
+        chosen_words.append(chosen)
+        previous = chosen
+        if bool(done.all()):
+            break
+    words = torch.stack(chosen_words, 1).tolist()
+    return [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in words]
 
 
 def torch_report_loss(word_logits, finding_logits, targets, findings, finding_weight=1.0):

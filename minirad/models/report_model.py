@@ -308,17 +308,31 @@ class ReportModel(Module):
                 f"tokens: expected shape ({images.shape[0]}, T >= 2), got {tokens.shape}"
             )
         encoded = self.encode(images)
+        word_logits = self.decode(encoded, tokens, findings, encoder_learns_from_words)
+        return word_logits, encoded.finding_logits  # (B, T-1, V), (B, K)
+
+    def decode(
+        self,
+        encoded: Encoded,
+        tokens,
+        findings: np.ndarray | None = None,
+        encoder_learns_from_words: bool = False,
+    ) -> Tensor:
+        """The text side of `forward`: word_logits (B, T-1, V) of tokens (B, T) (on the
+        encoded images' device) under teacher forcing; findings and encoder_learns_from_words
+        as in `forward`."""
+        tokens = like(tokens, encoded.keys.data)  # no copy if already there
         seen = self._teacher_forced(encoded, findings, encoder_learns_from_words)
         state = self.initial_state(seen)
         # All input words are embedded in one lookup.
         word_vectors = self.embed(tokens[:, :-1])  # (B, T-1, E)
         if self.fused and self.config.cell == "lstm":
-            return self._decode_fused(seen, word_vectors, state), encoded.finding_logits
+            return self._decode_fused(seen, word_vectors, state)
         logits = []
         for vectors in unstack(word_vectors, axis=1):  # T-1 tensors (B, E), step by step
             step_logits, state, _ = self.step(seen, vectors, state)
             logits.append(step_logits)
-        return stack(logits, axis=1), encoded.finding_logits  # (B, T-1, V), (B, K)
+        return stack(logits, axis=1)  # (B, T-1, V)
 
     def _decode_fused(self, seen: Encoded, word_vectors: Tensor, state) -> Tensor:
         """The loop of `forward` as one Function (models/fused_decoder.py), then dropout and the

@@ -370,6 +370,35 @@ def test_softmax_cross_entropy_emulated(impl: Impl, case):
     check_softmax_cross_entropy(impl, case)
 
 
+# The Numba CPU "parallel" version hands calls of fewer than PARALLEL_FROM elements to its naive
+# kernels (a thread pool's wake-up costs more than such a call). Every drawn case above is that
+# small, so here the threshold is 0 and the same cases reach the parallel kernels themselves.
+PARALLEL_SOFTMAX = [i for i in impls("softmax") if (i.backend, i.version) == ("numba", "parallel")]
+
+
+@pytest.mark.parametrize("impl", PARALLEL_SOFTMAX, ids=str)
+@settings(max_examples=30)
+@given(case=softmax_cases())
+def test_softmax_parallel_kernels_on_small_inputs(impl: Impl, case):
+    from unittest import mock
+
+    from minirad.kernels.softmax import numba_cpu
+
+    with mock.patch.object(numba_cpu, "PARALLEL_FROM", 0):
+        check_softmax_family(impl, case)
+        if len(case.shape) == 2:
+            check_softmax_cross_entropy(impl, case)
+
+
+def test_softmax_runs_one_thread_below_its_threshold_and_all_cores_above():
+    from minirad.kernels.softmax import numba_cpu
+
+    kernel = numba_cpu._by_size(lambda x: "parallel", lambda x: "serial")
+    n = numba_cpu.PARALLEL_FROM
+    assert kernel(np.zeros(n - 1)) == "serial"
+    assert kernel(np.zeros(n)) == "parallel"
+
+
 @pytest.mark.parametrize(("impl", "case"), edge_params("softmax", softmax_edge_cases))
 def test_softmax_block_edges(impl: Impl, case):
     check_softmax_family(impl, case)

@@ -90,6 +90,10 @@ class TeacherForcedDecoder(KernelFunction):
         shape, keys, w_query, v, E, H, D = self.saved
         dword_vectors = xp.empty(shape, dtype=dfeatures.dtype)
         sums: dict[str, Any] = {}  # weight (and constant input) gradients, summed over steps
+        # In training the keys and the findings are constants (cut from the encoder; the true
+        # findings): their gradients, T sums of (B, L, D) and (B, K) arrays, are summed only
+        # where those inputs ask for one.
+        wants_dkeys, wants_dfindings = self.inputs[1].requires_grad, self.inputs[3].requires_grad
         dh = dc = xp.zeros_like(self.steps[0].h_prev)
         for t in range(len(self.steps) - 1, -1, -1):
             step = self.steps[t]
@@ -103,11 +107,14 @@ class TeacherForcedDecoder(KernelFunction):
             )
             dh_query, dw_query, _ = ops.linear_backward(dquery, step.h_prev, w_query)
             dh = dh + dh_query
-            _add(sums, dfindings=dx[:, E + D :], dkeys=dkeys, dprojected=dprojected)
-            _add(sums, dw_query=dw_query, dv=dv, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih)
-            _add(sums, db_hh=db_hh)
+            if wants_dkeys:
+                _add(sums, dkeys=dkeys)
+            if wants_dfindings:
+                _add(sums, dfindings=dx[:, E + D :])
+            _add(sums, dprojected=dprojected, dw_query=dw_query, dv=dv)
+            _add(sums, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh)
         return (
-            dword_vectors, sums["dkeys"], sums["dprojected"], sums["dfindings"], dh, dc,
+            dword_vectors, sums.get("dkeys"), sums["dprojected"], sums.get("dfindings"), dh, dc,
             sums["dw_query"], sums["dv"].reshape(1, -1), sums["dw_ih"], sums["dw_hh"],
             sums["db_ih"], sums["db_hh"],
         )  # fmt: skip

@@ -139,6 +139,10 @@ def small_blas(threads: int = 1) -> Iterator[None]:
     tutorials/10). threadpoolctl finds the BLAS library NumPy loaded (OpenBLAS, MKL, ...) and
     calls its own set-threads function, then restores the previous setting on exit.
 
+    Inside that limit a block may ask for more: the fused decoder's products, with no Numba
+    kernel running between them, gain from two threads (minirad/models/fused_decoder.py,
+    DECODER_BLAS_THREADS, where it is measured); the previous limit comes back on exit.
+
     The libraries are found once per process (_blas_controller): threadpoolctl's search walks
     every loaded shared object and took 1.7 ms a call, 15% of a one-image report.
     """

@@ -75,11 +75,10 @@ class TeacherForcedDecoder(KernelFunction):
         self, word_vectors, keys, projected_keys, findings, h0, c0,
         w_query, w_score, w_ih, w_hh, b_ih, b_hh,
     ):  # fmt: skip
+        arrays = (word_vectors, keys, projected_keys, findings, h0, c0)
+        weights = (w_query, w_score, w_ih, w_hh, b_ih, b_hh)
         with small_blas(DECODER_BLAS_THREADS):
-            return self._forward(
-                word_vectors, keys, projected_keys, findings, h0, c0,
-                w_query, w_score, w_ih, w_hh, b_ih, b_hh,
-            )  # fmt: skip
+            return self._forward(*arrays, *weights)
 
     def _forward(
         self, word_vectors, keys, projected_keys, findings, h0, c0,
@@ -89,7 +88,7 @@ class TeacherForcedDecoder(KernelFunction):
         B, T, E = word_vectors.shape
         H, D = h0.shape[1], keys.shape[2]
         v = w_score.reshape(-1)
-        self.saved = (word_vectors.shape, keys, w_query, v, E, H, D)
+        self.saved = (word_vectors.shape, keys, w_query, v)
         features = xp.empty((B, T, H + D), dtype=h0.dtype)
         alphas = xp.empty((B, T, keys.shape[1]), dtype=h0.dtype)
         self.steps: list[_Step] = []
@@ -112,7 +111,8 @@ class TeacherForcedDecoder(KernelFunction):
     def _backward(self, dfeatures, dalphas):
         ops = self.kernels
         xp = array_module(dfeatures)
-        shape, keys, w_query, v, E, H, D = self.saved
+        shape, keys, w_query, v = self.saved
+        E, H, D = shape[2], w_query.shape[1], keys.shape[2]
         dword_vectors = xp.empty(shape, dtype=dfeatures.dtype)
         sums: dict[str, Any] = {}  # weight (and constant input) gradients, summed over steps
         # In training the keys and the findings are constants (cut from the encoder; the true

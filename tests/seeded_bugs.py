@@ -241,6 +241,24 @@ MUTATIONS = [
         "best_index < 0 or value > best",
         "best_index < 0 or value >= best",
     ),
+    (
+        "numba maxpool 2x2: ties go to the last maximum",
+        "kernels/maxpool2d/numba_cpu.py",
+        "return (value > best) | (value != value)",
+        "return (value >= best) | (value != value)",
+    ),
+    (
+        "numba maxpool 2x2: the bottom-left value's index is the top-right's",
+        "kernels/maxpool2d/numba_cpu.py",
+        "best, offset = (value, W) if take else (best, offset)",
+        "best, offset = (value, 1) if take else (best, offset)",
+    ),
+    (
+        "numba maxpool 2x2: NaN does not win",
+        "kernels/maxpool2d/numba_cpu.py",
+        "return (value > best) | (value != value)",
+        "return value > best",
+    ),
     # The engine's backward through broadcast shapes.
     (
         "unbroadcast sums leading axes from the wrong end",

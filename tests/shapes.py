@@ -105,7 +105,9 @@ class PoolCase:
     contiguous: bool
     seed: int
     # "distinct": no two inputs equal; "ties": integers in {-1, 0, 1}, so windows tie and many
-    # are constant; "neg_inf": mostly -inf, so whole windows are -inf (as padding is).
+    # are constant; "neg_inf": mostly -inf, so whole windows are -inf (as padding is); "nan":
+    # ties with a third NaN, so windows hold one NaN or several (not drawn by pool_cases: the
+    # properties and finite differences need numbers).
     values: str = "distinct"
 
     @property
@@ -122,6 +124,8 @@ class PoolCase:
             values = rng.integers(-1, 2, size).astype(np.float64)
         elif self.values == "neg_inf":
             values = np.where(rng.random(size) < 0.7, -np.inf, rng.integers(0, 2, size))
+        elif self.values == "nan":
+            values = np.where(rng.random(size) < 0.3, np.nan, rng.integers(-1, 2, size))
         else:
             # A permutation scaled apart: every window has one clear maximum, so the argmax
             # and the finite differences are well defined, in float32 as in float64.

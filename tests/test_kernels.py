@@ -152,8 +152,33 @@ def check_maxpool2d(impl: Impl, case: PoolCase) -> None:
 @example(case=PoolCase(1, 1, 5, 5, (3, 3), (1, 1), (1, 1), True, 3))  # overlap + padding
 @example(case=PoolCase(1, 2, 4, 4, (2, 2), (1, 1), (0, 0), True, 4, "ties"))  # overlap, ties
 @example(case=PoolCase(2, 1, 5, 5, (3, 3), (2, 2), (1, 1), True, 5, "neg_inf"))  # -inf windows
+# The 2 x 2, stride 2 pooling of the report model, which a backend may run on a path of its own.
+@example(case=PoolCase(2, 3, 6, 7, (2, 2), (2, 2), (0, 0), True, 6, "ties"))
+@example(case=PoolCase(2, 3, 6, 7, (2, 2), (2, 2), (0, 0), False, 7, "neg_inf"))
 def test_maxpool2d(impl: Impl, case: PoolCase):
     check_maxpool2d(impl, case)
+
+
+@pytest.mark.parametrize("impl", impls("maxpool2d"), ids=str)
+@pytest.mark.parametrize(
+    "case",
+    [
+        PoolCase(2, 3, 6, 7, (2, 2), (2, 2), (0, 0), True, 8, "nan"),
+        PoolCase(2, 2, 5, 5, (3, 3), (2, 2), (1, 1), True, 9, "nan"),
+    ],
+    ids=["2x2", "3x3 padded"],
+)
+def test_maxpool2d_nan_wins(impl: Impl, case: PoolCase):
+    """A NaN in a window is its maximum (the last NaN in window order, as in PyTorch): the
+    same outputs, NaN where the reference has NaN, and the same argmax."""
+    x, _ = case.arrays(impl.dtype)
+    hyper = dict(kernel=case.kernel, stride=case.stride, padding=case.padding)
+    y, argmax = impl.ops.maxpool2d_forward(impl.put([x])[0], **hyper)
+    y_ref, argmax_ref = reference().maxpool2d_forward(np.asarray(x, np.float64), **hyper)
+    where = f"maxpool2d [{impl}] {case}"
+    assert np.isnan(y_ref).any() and not np.isnan(y_ref).all(), f"{where}: a case without a mix"
+    np.testing.assert_array_equal(to_numpy(y), y_ref.astype(impl.dtype), err_msg=where)
+    np.testing.assert_array_equal(to_numpy(argmax), argmax_ref, err_msg=f"{where} argmax")
 
 
 @pytest.mark.parametrize("impl", impls("maxpool2d", emulated=True), ids=str)

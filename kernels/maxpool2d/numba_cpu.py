@@ -51,6 +51,45 @@ def _pool_plane(x, y, argmax, kh, kw, sh, sw, ph, pw):
 
 
 @njit(cache=True, inline="always")
+def _take(value, best):
+    """Whether `value` replaces `best` in the scan: strictly greater (the first maximum stays),
+    or NaN (NaN wins, as in PyTorch). As one boolean expression, not an if, so that LLVM can
+    compile the scan to vector selects."""
+    return (value > best) | (value != value)
+
+
+@njit(cache=True, inline="always")
+def _pool_plane_2x2(x, y, argmax):
+    """_pool_plane for the common case, kernel 2 x 2, stride 2, no padding, without a branch.
+
+    The general scan tests every window position against the plane's edges and branches on
+    each comparison, one output at a time: ~18 ns an output. Here every window is inside the
+    plane, the four values are read from two rows, and each comparison is a select, so the
+    loop over q vectorises: several times faster, and the same values and indices.
+    """
+    W = x.shape[1]
+    P, Q = y.shape
+    for p in range(P):
+        top, bottom = x[2 * p], x[2 * p + 1]
+        y_row, argmax_row = y[p], argmax[p]
+        first = 2 * p * W  # flat index of the window's top-left value at q = 0
+        for q in range(Q):
+            # Window order: top-left, top-right, bottom-left, bottom-right.
+            best, offset = top[2 * q], 0
+            value = top[2 * q + 1]
+            take = _take(value, best)
+            best, offset = (value, 1) if take else (best, offset)
+            value = bottom[2 * q]
+            take = _take(value, best)
+            best, offset = (value, W) if take else (best, offset)
+            value = bottom[2 * q + 1]
+            take = _take(value, best)
+            best, offset = (value, W + 1) if take else (best, offset)
+            y_row[q] = best
+            argmax_row[q] = first + 2 * q + offset
+
+
+@njit(cache=True, inline="always")
 def _unpool_plane(dy, argmax, dx):
     """dx (H*W,) += dy routed to argmax, for one plane."""
     P, Q = dy.shape
@@ -70,9 +109,13 @@ def _forward_naive(x, y, argmax, kh, kw, sh, sw, ph, pw):
 @njit(cache=True, parallel=True)
 def _forward_parallel(x, y, argmax, kh, kw, sh, sw, ph, pw):
     N, C = x.shape[:2]
+    two_by_two = kh == kw == sh == sw == 2 and ph == pw == 0
     for plane in prange(N * C):
         n, c = plane // C, plane % C
-        _pool_plane(x[n, c], y[n, c], argmax[n, c], kh, kw, sh, sw, ph, pw)
+        if two_by_two:
+            _pool_plane_2x2(x[n, c], y[n, c], argmax[n, c])
+        else:
+            _pool_plane(x[n, c], y[n, c], argmax[n, c], kh, kw, sh, sw, ph, pw)
 
 
 @njit(cache=True)

@@ -81,9 +81,12 @@ def linear_case(name, N, n_in, n_out, group):
 
 
 def lstm_case(name, B, I, H, T, group):
-    step = 2.0 * B * 4 * H * (I + H)  # the two GEMMs of one step
+    # Per step: forward x w_ih^T and h w_hh^T; backward dh = da w_hh, dw_ih and dw_hh. No dx:
+    # neither contender's input needs a gradient.
+    forward = 2.0 * B * 4 * H * (I + H)
+    backward = 2.0 * B * 4 * H * (H + I + H)
     params = dict(B=B, I=I, H=H, T=T)
-    return [Case(f"{name} fwd+bwd", "lstm_seq_fwd_bwd", params, 3 * step * T, group)]
+    return [Case(f"{name} fwd+bwd", "lstm_seq_fwd_bwd", params, (forward + backward) * T, group)]
 
 
 def ce_case(name, N, V, group):
@@ -167,26 +170,21 @@ def build(contender: str, case: Case):
 
 
 def _build_lstm_sequence(ops, p, rng):
-    """One cell call per step, as an attention decoder needs; then BPTT step by step."""
+    """The whole-sequence op (kernels/lstm_sequence), forward then backward through time, as
+    nn.LSTM runs it. loss = sum of every h_t, as torch's peer below: dhs = ones, and the final
+    state's gradients are zeros. need_dx=False: torch's input needs no gradient either."""
     B, I, H, T = p["B"], p["I"], p["H"], p["T"]
-    xs = _arrays(rng, *[(B, I)] * T)
+    (x,) = _arrays(rng, (T, B, I))
     w_ih, w_hh, b_ih, b_hh = _arrays(rng, (4 * H, I), (4 * H, H), (4 * H,), (4 * H,))
     w_ih *= 0.1
     w_hh *= 0.1
-    dh_out = np.ones((B, H), np.float32)
+    h0 = c0 = np.zeros((B, H), np.float32)
+    dhs = np.ones((T, B, H), np.float32)
+    dh_n = dc_n = np.zeros((B, H), np.float32)
 
     def lstm_sequence():
-        h = c = np.zeros((B, H), np.float32)
-        caches = []
-        for x in xs:
-            h, c, cache = ops.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
-            caches.append(cache)
-        dh, dc = dh_out, np.zeros_like(dh_out)
-        dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-        for cache in reversed(caches):  # loss = sum of every h_t: dh_out enters at each step
-            _, dh, dc, g_ih, g_hh, _, _ = ops.lstm_cell_backward(dh + dh_out, dc, cache)
-            dw_ih += g_ih
-            dw_hh += g_hh
+        _, _, _, cache = ops.lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        ops.lstm_sequence_backward(dhs, dh_n, dc_n, cache, need_dx=False)
 
     return lstm_sequence
 
@@ -443,8 +441,9 @@ def write_results(cases, results, matmul_rate, args, out_dir: Path) -> Path:
         "",
         *table(cases, results, matmul_rate),
         "",
-        "fwd+bwd of conv2d computes dx, dw and db; the LSTM sequence is one cell call per step "
-        "forward and backward through time (minirad) against the fused `torch.nn.LSTM`.",
+        "fwd+bwd of conv2d computes dx, dw and db; the LSTM sequence is minirad's whole-sequence "
+        "op (kernels/lstm_sequence: forward, then backward through time without dx, loss = the "
+        "sum of every h_t) against the fused `torch.nn.LSTM` (its input needs no gradient).",
     ]
     errs = errors(results)
     if errs:

@@ -9,8 +9,8 @@ it is installed as `minirad.kernels`, so that minirad installs one top-level nam
     >>> ops = kernels.get("numpy")                # an Ops: one method per op, here the reference
     >>> naive = kernels.get("numpy", conv2d="naive")  # choose a version per op folder
 
-One folder per operation (conv2d, maxpool2d, linear, rnn, softmax, attention), one file per
-backend:
+One folder per operation (conv2d, maxpool2d, linear, rnn, softmax, attention, lstm_sequence),
+one file per backend:
 
     backend      file in each op folder   runs on
     numpy        reference.py             any CPU: the readable specification
@@ -43,13 +43,14 @@ every backend:
     atomic      GPU max-pooling backward: each output adds its dy into dx with an atomic add
     gather      GPU max-pooling backward: each input pixel gathers the dy of the windows it won
 
-    op folder  numpy               numba                    cuda, cupy, cuda_c_cpu
-    conv2d     naive, im2col*      naive, blocked*          naive, tiled*
-    maxpool2d  vectorised*         naive, parallel*         atomic, gather*
-    linear     blas*               naive, blocked, blas*    naive, tiled*
-    rnn        vectorised*         naive, fused*            naive, fused*
-    softmax    vectorised*         naive, parallel*         naive, block*
-    attention  vectorised*         fused*                   vectorised*
+    op folder      numpy             numba                    cuda, cupy, cuda_c_cpu
+    conv2d         naive, im2col*    naive, blocked*          naive, tiled*
+    maxpool2d      vectorised*       naive, parallel*         atomic, gather*
+    linear         blas*             naive, blocked, blas*    naive, tiled*
+    rnn            vectorised*       naive, fused*            naive, fused*
+    softmax        vectorised*       naive, parallel*         naive, block*
+    attention      vectorised*       fused*                   vectorised*
+    lstm_sequence  vectorised*       fused*                   vectorised*
     (* the default)
 
 Notation. The letters of every docstring, kernel and tutorial, per op folder. A size is a
@@ -93,6 +94,12 @@ ph, pw, kh, kw are two-letter names, not products (formulas set them upright).
     D, d     key width: keys (B, L, D), context (B, D)
     A, a     the attention's hidden width: query (B, A), projected_keys (B, L, A), v (A,),
              hidden = tanh(projected_keys + query) (B, L, A); scores e and weights alpha (B, L)
+  lstm_sequence (an LSTM over a whole sequence: the rnn letters, with G = 4)
+    T, t     steps: x (T, B, I) holds every x_t, hs (T, B, H) every h_t; h0, c0 (B, H) the
+             state before step 0, h_n, c_n (B, H) the state after the last (PyTorch's names)
+    h_prev   (T, B, H) the state each step reads: h0, then hs[0] .. hs[T-2] (c_prev likewise)
+    DA       (T, B, 4H) every step's da. The products taken once for all steps see x, DA and
+             h_prev as (T*B, ...) matrices: A_x = x w_ih^T, dw_ih = DA^T x, dw_hh = DA^T h_prev
   every op
     dX       dL/dX, the gradient of the loss L with respect to the array X: dy, dw, dh_new, ...
 """

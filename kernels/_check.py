@@ -12,8 +12,8 @@ kernel does not check bounds: a wrong shape that reached it would read or write 
 
 Backends therefore receive validated arguments with pairs for the hyper-parameters, and can call
 the shape arithmetic here (``conv2d_output_size``, ``pool2d_output_size``) instead of
-re-deriving it. The cache types of the LSTM and GRU cells live here too, so that every backend
-stores the same intermediate values and a test can compare them.
+re-deriving it. The cache types of the LSTM and GRU cells (and of the whole-sequence LSTM) live
+here too, so that every backend stores the same intermediate values and a test can compare them.
 
 Layouts (PyTorch's):  images NCHW;  conv weight (K, C, R, S);  linear weight (out, in);
 LSTM gates stacked i, f, g, o;  GRU gates stacked r, z, n.
@@ -355,6 +355,95 @@ def gru_cell_backward(dh_new, cache, *, array_types) -> None:
     check_array("dh_new", dh_new, 2, array_types)
     check_shape("dh_new", dh_new, _shape(cache.h), "same as h of the forward pass")
     check_float_dtypes(**{"cache.x": cache.x, "dh_new": dh_new})
+
+
+# ----------------------------------------------------------------------------------------------
+# LSTM over a whole sequence
+# ----------------------------------------------------------------------------------------------
+
+
+class LSTMSequenceCache(NamedTuple):
+    """What lstm_sequence_forward keeps for the backward pass: the LSTMCache of every step,
+    stacked along a leading time axis. T = steps, B = batch, I = input, H = hidden.
+
+    h_prev[t] and c_prev[t] are the state step t reads: h0 and c0 for t = 0, then the state
+    step t - 1 made (h_prev[t] = hs[t - 1]); the backward's dw_hh pairs step t's da with
+    h_prev[t]. gates[t] holds step t's activated gates i, f, g, o stacked like PyTorch's
+    weights; tanh_c[t] = tanh of the cell state step t made.
+    """
+
+    x: Any  # (T, B, I)
+    h_prev: Any  # (T, B, H)
+    c_prev: Any  # (T, B, H)
+    w_ih: Any  # (4H, I)
+    w_hh: Any  # (4H, H)
+    gates: Any  # (T, B, 4H)
+    tanh_c: Any  # (T, B, H)
+
+
+def _lstm_sequence(x, w_ih, w_hh, b_ih, b_hh, array_types) -> tuple[int, int, int, int]:
+    """Shared shape rules of the sequence ops; returns (T, B, I, H), H read off w_hh (4H, H).
+    Biases may be None: the backward does not take them (the forward requires them first)."""
+    check_array("x", x, 3, array_types)
+    check_array("w_ih", w_ih, 2, array_types)
+    check_array("w_hh", w_hh, 2, array_types)
+    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is not None:
+            check_array(name, bias, 1, array_types)
+    check_float_dtypes(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
+    T, B, I = _shape(x)
+    H = w_hh.shape[1]
+    if 0 in (T, B, I, H):
+        raise ValueError(
+            f"x: every dimension must be non-empty (T steps, B rows, I inputs; H hidden units "
+            f"of w_hh), got x {_shape(x)} and w_hh {_shape(w_hh)}"
+        )
+    check_shape("w_hh", w_hh, (4 * H, H), lambda: f"4 gates x hidden {H}, hidden {H}")
+    check_shape("w_ih", w_ih, (4 * H, I), lambda: f"4 gates x hidden {H}, input {I} of x")
+    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if bias is not None:
+            check_shape(name, bias, (4 * H,), lambda: f"4 gates x hidden {H}")
+    return T, B, I, H
+
+
+def _state(name: str, a: Any, B: int, H: int, array_types) -> None:
+    """a (B, H): a state of every row of the batch (h0, c0, dh_n, dc_n)."""
+    check_array(name, a, 2, array_types)
+    check_shape(name, a, (B, H), lambda: f"batch {B} of x, hidden {H} of w_hh")
+
+
+def lstm_sequence_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, array_types) -> None:
+    """x (T, B, I), h0 and c0 (B, H), w_ih (4H, I), w_hh (4H, H), b_ih and b_hh (4H,)."""
+    _require_biases(b_ih, b_hh)
+    _, B, _, H = _lstm_sequence(x, w_ih, w_hh, b_ih, b_hh, array_types)
+    _state("h0", h0, B, H, array_types)
+    _state("c0", c0, B, H, array_types)
+    check_float_dtypes(x=x, h0=h0, c0=c0)
+
+
+def lstm_sequence_backward(dhs, dh_n, dc_n, cache, need_dx, *, array_types) -> None:
+    """dhs (T, B, H); dh_n, dc_n (B, H); cache the LSTMSequenceCache of the forward pass."""
+    if not isinstance(cache, LSTMSequenceCache):
+        raise ValueError(
+            "cache: expected the LSTMSequenceCache that lstm_sequence_forward returned, "
+            f"got {type(cache).__name__}"
+        )
+    if not isinstance(need_dx, (bool, np.bool_)):
+        raise ValueError(f"need_dx: expected True or False, got {need_dx!r}")
+    T, B, _, H = _lstm_sequence(cache.x, cache.w_ih, cache.w_hh, None, None, array_types)
+    # The compiled passes index the cache's arrays without bounds checks: check them too.
+    for name in ("h_prev", "c_prev", "tanh_c", "gates"):
+        array = getattr(cache, name)
+        check_array(f"cache.{name}", array, 3, array_types)
+        width = 4 * H if name == "gates" else H
+        check_shape(f"cache.{name}", array, (T, B, width), "steps and batch of cache.x")
+    check_array("dhs", dhs, 3, array_types)
+    check_shape("dhs", dhs, (T, B, H), lambda: f"one (B, H) gradient per step of x (T={T})")
+    _state("dh_n", dh_n, B, H, array_types)
+    _state("dc_n", dc_n, B, H, array_types)
+    check_float_dtypes(
+        **{"cache.x": cache.x, "cache.gates": cache.gates, "dhs": dhs, "dh_n": dh_n, "dc_n": dc_n}
+    )
 
 
 # ----------------------------------------------------------------------------------------------

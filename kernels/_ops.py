@@ -50,6 +50,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "softmax_cross_entropy",
     ),
     "attention": ("additive_attention_forward", "additive_attention_backward"),
+    "lstm_sequence": ("lstm_sequence_forward", "lstm_sequence_backward"),
 }
 
 Array = Any  # numpy.ndarray on the CPU backends, a device array on the GPU ones
@@ -256,3 +257,34 @@ class Ops:
             dcontext, dalpha, alpha, hidden, keys, v, array_types=self.array_types
         )
         return self._impl["additive_attention_backward"](dcontext, dalpha, alpha, hidden, keys, v)
+
+    # -- LSTM over a whole sequence ------------------------------------------------------------
+
+    def lstm_sequence_forward(
+        self, x: Array, h0: Array, c0: Array, w_ih: Array, w_hh: Array, b_ih: Array, b_hh: Array
+    ) -> tuple[Array, Array, Array, Any]:
+        """lstm_cell_forward at every step t = 0 .. T-1, from the state (h0, c0); x w_ih^T is
+        one product over all T*B rows (it does not depend on the recurrence).
+
+        x (T, B, I), h0 and c0 (B, H), w_ih (4H, I), w_hh (4H, H), b_ih and b_hh (4H,)
+        -> (hs (T, B, H) every step's h, h_n and c_n (B, H) the last state, cache).
+        """
+        _check.lstm_sequence_forward(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, array_types=self.array_types
+        )
+        return self._impl["lstm_sequence_forward"](x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+    def lstm_sequence_backward(
+        self, dhs: Array, dh_n: Array, dc_n: Array, cache: Any, need_dx: bool = True
+    ) -> tuple[Array | None, ...]:
+        """Backward through time: lstm_cell_backward at t = T-1 .. 0, carrying dh and dc, with
+        dh_t = dhs[t] + the dh carried back from step t + 1; then dw_ih = DA^T x and
+        dw_hh = DA^T h_prev, one product each over all T*B rows of DA (T, B, 4H), every step's
+        gate gradient.
+
+        dhs (T, B, H) = dL/dhs, dh_n and dc_n (B, H) = dL/d(h_n, c_n) (zeros if unused)
+        -> (dx (T, B, I), or None if not need_dx, dh0 (B, H), dc0 (B, H), dw_ih (4H, I),
+        dw_hh (4H, H), db_ih (4H,), db_hh (4H,)).
+        """
+        _check.lstm_sequence_backward(dhs, dh_n, dc_n, cache, need_dx, array_types=self.array_types)
+        return self._impl["lstm_sequence_backward"](dhs, dh_n, dc_n, cache, bool(need_dx))

@@ -459,7 +459,10 @@ class Transpose(Function):
     def backward(self, grad):
         if self.axes is None:
             return grad.transpose()
-        return grad.transpose(np.argsort(self.axes))
+        # The inverse permutation as Python ints: a device array's transpose takes no host
+        # array (np.argsort returns one), as CuPy refuses implicit host-to-device conversion.
+        inverse = tuple(int(axis) for axis in np.argsort(self.axes))
+        return grad.transpose(inverse)
 
 
 class GetItem(Function):

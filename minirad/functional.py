@@ -105,6 +105,24 @@ class GRUCell(KernelFunction):
         return self.kernels.gru_cell_backward(dh_new, self.cache)
 
 
+class LSTMSequence(KernelFunction):
+    """An LSTM over a whole sequence as one Function (kernels/lstm_sequence): what T LSTMCell
+    Functions compute, with the products that do not carry the recurrence (x w_ih^T and the
+    weight gradients) taken once over all T*B rows instead of once per step."""
+
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+        hs, h_n, c_n, self.cache = self.kernels.lstm_sequence_forward(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh
+        )
+        return hs, h_n, c_n
+
+    def backward(self, dhs, dh_n, dc_n):
+        # dx, the largest product of the backward, only when the input asks for a gradient: an
+        # embedding's output does, a constant input (data, a frozen encoder's features) does not.
+        need_dx = self.inputs[0].requires_grad
+        return self.kernels.lstm_sequence_backward(dhs, dh_n, dc_n, self.cache, need_dx)
+
+
 def rnn_tanh_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> Tensor:
     return RNNTanhCell.apply(x, h, w_ih, w_hh, b_ih, b_hh)
 
@@ -115,6 +133,13 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh) -> tuple[Tensor, Tensor]:
 
 def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh) -> Tensor:
     return GRUCell.apply(x, h, w_ih, w_hh, b_ih, b_hh)
+
+
+def lstm_sequence(x, h0, c0, w_ih, w_hh, b_ih, b_hh) -> tuple[Tensor, Tensor, Tensor]:
+    """hs (T, B, H) every step's h, h_n, c_n (B, H) the last state = an LSTM over x (T, B, I)
+    from the state h0, c0 (B, H); weights in PyTorch's layout, w_ih (4H, I), w_hh (4H, H),
+    b_ih, b_hh (4H,) (kernels/lstm_sequence/reference.py has the derivation)."""
+    return LSTMSequence.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
 
 
 class AdditiveAttention(KernelFunction):

@@ -130,6 +130,24 @@ MUTATIONS = [
         "p, out = projected_keys[b, 0], hidden[b, position]",
     ),
     (
+        "lstm sequence backward does not carry dc through the forget gate",
+        "kernels/lstm_sequence/reference.py",
+        "dc = dc_total * f\n        dh = da[t] @ w_hh",
+        "dc = dc_total\n        dh = da[t] @ w_hh",
+    ),
+    (
+        "lstm sequence fused: the hoisted input product uses w_hh",
+        "kernels/lstm_sequence/numba_cpu.py",
+        "a_x = (x.reshape(T * B, I) @ w_ih.T)",
+        "a_x = (x.reshape(T * B, I) @ w_hh.T)",
+    ),
+    (
+        "lstm sequence fused: dw_hh pairs each step's da with its own h_t, not h_{t-1}",
+        "kernels/lstm_sequence/numba_cpu.py",
+        "h_prev[0] = h0\n    h_prev[1:] = hs[:-1]",
+        "h_prev[:] = hs",
+    ),
+    (
         "gru update-gate sign",
         "kernels/rnn/reference.py",
         "dh_new * (h - n) * z",
@@ -362,6 +380,8 @@ FIRST_TESTS = {
     "device": ["tests/test_device_training.py", "tests/test_device_decoding.py"],
     # The attention op has its own file: its arguments are unlike any other family's.
     "attention": ["tests/test_attention_kernel.py"],
+    # So has the whole-sequence LSTM: its arguments are sequences and a cache of T steps.
+    "lstm_sequence": ["tests/test_lstm_sequence_kernel.py"],
     "fused decoder": ["tests/test_fused_decoder.py"],
 }
 KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_invariants.py", "tests/test_torch_oracle.py"]

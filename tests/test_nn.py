@@ -12,7 +12,7 @@ import pytest
 
 from minirad import backend, kernels, nn
 from minirad import functional as F
-from minirad.autograd import Tensor, concatenate, gradcheck
+from minirad.autograd import Tensor, concatenate, gradcheck, stack, topological_order
 from minirad.nn import checkpoint
 from minirad.optim import SGD
 
@@ -228,6 +228,68 @@ def test_recurrent_layers_match_their_cells_and_check_shapes():
         nn.RNN(3, 4)(Tensor(np.zeros((5, 3), np.float32)))
 
 
+def lstm_and_its_cell(bias: bool, batch_first: bool) -> tuple[nn.LSTM, nn.LSTMCell]:
+    """An nn.LSTM (float64) and an nn.LSTMCell holding the same parameters."""
+    lstm = nn.LSTM(3, 4, bias=bias, batch_first=batch_first, rng=0, dtype=np.float64)
+    cell = nn.LSTMCell(3, 4, bias=bias, rng=1, dtype=np.float64)
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in lstm.state_dict().items()})
+    return lstm, cell
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+@pytest.mark.parametrize(
+    ("bias", "batch_first", "x_needs_grad"),
+    [(True, False, True), (True, True, True), (False, False, True), (True, False, False)],
+)
+def test_lstm_layer_equals_its_cell_loop(name, bias, batch_first, x_needs_grad):
+    """nn.LSTM runs its sequence as one Function (kernels/lstm_sequence); stepping nn.LSTMCell
+    over the same sequence must give the same output, final state and gradients of every
+    input and parameter, in float64 to rounding (the op only regroups the matrix products).
+    With an x that needs no gradient the op skips dx: the other gradients must not change."""
+    rng = np.random.default_rng(3)
+    T, B = 5, 2
+    lstm, cell = lstm_and_its_cell(bias, batch_first)
+    x_data = rng.standard_normal((B, T, 3) if batch_first else (T, B, 3))
+    h0, c0 = leaf(rng, 1, B, 4), leaf(rng, 1, B, 4)
+    u, v, w = (
+        rng.standard_normal((T, B, 4)),
+        rng.standard_normal((B, 4)),
+        rng.standard_normal((B, 4)),
+    )
+
+    def loss(output_tbh, h_n, c_n):  # every output read: dhs, dh_n and dc_n all non-zero
+        return (output_tbh * Tensor(u)).sum() + (h_n * Tensor(v)).sum() + (c_n * Tensor(w)).sum()
+
+    with backend.use_backend(name):
+        x = Tensor(x_data.copy(), requires_grad=x_needs_grad)
+        output, (h_n, c_n) = lstm(x, (h0, c0))
+        time_major = output.transpose(1, 0, 2) if batch_first else output
+        tape = [type(fn).__name__ for fn in topological_order(h_n._creator)]
+        assert "LSTMSequence" in tape and "LSTMCell" not in tape, tape  # the path under test
+        loss(time_major, h_n.reshape(B, 4), c_n.reshape(B, 4)).backward()
+        layer_grads = [x.grad, h0.grad, c0.grad, *(p.grad for p in lstm.parameters())]
+
+        x_loop = Tensor(x_data.copy(), requires_grad=x_needs_grad)
+        h0_loop, c0_loop = Tensor(h0.data, requires_grad=True), Tensor(c0.data, requires_grad=True)
+        state, hs = (h0_loop.reshape(B, 4), c0_loop.reshape(B, 4)), []
+        for t in range(T):
+            state = cell(x_loop[:, t] if batch_first else x_loop[t], state)
+            hs.append(state[0])
+        loss(stack(hs), *state).backward()
+        loop_grads = [x_loop.grad, h0_loop.grad, c0_loop.grad, *(p.grad for p in cell.parameters())]
+
+    np.testing.assert_allclose(time_major.data, stack(hs).data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h_n.data[0], state[0].data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(c_n.data[0], state[1].data, rtol=1e-12, atol=1e-14)
+    names = ["x", "h0", "c0", *(n for n, _ in lstm.named_parameters())]
+    assert len(layer_grads) == len(loop_grads) == len(names)
+    for grad_name, ours, expected in zip(names, layer_grads, loop_grads, strict=True):
+        if grad_name == "x" and not x_needs_grad:
+            assert ours is None and expected is None
+            continue
+        np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-13, err_msg=grad_name)
+
+
 def test_attention_weights_are_a_distribution_over_valid_positions():
     att = nn.AdditiveAttention(query_dim=3, key_dim=5, hidden_dim=4, rng=0, dtype=np.float64)
     rng = np.random.default_rng(1)
@@ -378,6 +440,21 @@ def test_gradcheck_recurrent_decoder(name, kind):
     params = [rnn.weight_hh_l0, rnn.bias_ih_l0, decoder.weight]
     with backend.use_backend(name):
         assert gradcheck(loss, [x, *initial, *params])
+
+
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_gradcheck_lstm_layer(name):
+    """The whole-sequence LSTM Function, batch first, every input and parameter at once."""
+    rng = np.random.default_rng(4)
+    lstm = nn.LSTM(3, 4, batch_first=True, rng=rng, dtype=np.float64)
+    x, h0, c0 = leaf(rng, 2, 4, 3), leaf(rng, 1, 2, 4), leaf(rng, 1, 2, 4)
+
+    def outputs(x, h0, c0, *_):
+        output, (h_n, c_n) = lstm(x, (h0, c0))  # (B, T, H), (1, B, H), (1, B, H)
+        return concatenate([output, h_n.reshape(2, 1, 4), c_n.reshape(2, 1, 4)], axis=1) * SCALE
+
+    with backend.use_backend(name):
+        assert gradcheck(outputs, [x, h0, c0, *lstm.parameters()])
 
 
 @pytest.mark.parametrize("name", CPU_BACKENDS)

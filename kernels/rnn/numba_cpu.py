@@ -62,8 +62,11 @@ benchmarks/RESULTS.md, "Measurements behind the kernels' design"): the GEMMs tak
 step and run near the AVX2 peak of one core (torch.mm is no faster at these shapes): the cell is
 GEMM-bound. torch.nn.LSTM is faster over a sequence by not being one call per step: it runs
 oneDNN's fused LSTM primitive (aten::mkldnn_rnn_layer in torch.profiler), which sees the whole
-sequence, and it skips dx, since its input needs no gradient. The first call compiles for
-seconds; later processes load the machine code from Numba's cache (cache=True).
+sequence, and it skips dx, since its input needs no gradient. kernels/lstm_sequence takes both
+steps (the products that do not carry the recurrence once per sequence, dx only on request,
+these gate passes per step), and the benchmark's LSTM rows time that op now, not this loop.
+The first call compiles for seconds; later processes load the machine code from Numba's cache
+(cache=True).
 """
 
 from __future__ import annotations

@@ -8,9 +8,13 @@ PyTorch. Shapes, with B = batch, I = input_size, H = hidden_size and G gates (1,
     every entry drawn from U(-1/sqrt(H), +1/sqrt(H)), PyTorch's default.
 
 A sequence layer holds the same four parameters, named with PyTorch's layer suffix
-(`weight_ih_l0`, ...), and runs the cell Function once per time step. Nothing special is needed
-for backpropagation through time: each step is recorded on the tape, and backward() walks the
-steps in reverse, adding the gradient that reaches h_t from step t+1 to the one from the output.
+(`weight_ih_l0`, ...). RNN and GRU run the cell Function once per time step. Nothing special is
+needed for backpropagation through time: each step is recorded on the tape, and backward()
+walks the steps in reverse, adding the gradient that reaches h_t from step t+1 to the one from
+the output. LSTM runs its whole sequence as one Function instead (functional.lstm_sequence, on
+kernels/lstm_sequence): the same cell at every step, forward and back through time inside the
+op, with the products that do not carry the recurrence (the input's, the weights' gradients)
+taken once for all steps; that is what torch.nn.LSTM does too.
 """
 
 from __future__ import annotations
@@ -40,15 +44,22 @@ def _add_cell_parameters(module, kind, input_size, hidden_size, bias, rng, dtype
         setattr(module, f"bias_hh{suffix}", uniform((G * hidden_size,), bound, rng, dtype))
 
 
+def _biases(w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None) -> tuple[Tensor, Tensor]:
+    """A layer built with bias=False passes None for the biases; the kernels take arrays, so
+    zeros (constants, never trained) stand in for them."""
+    if b_ih is None or b_hh is None:
+        xp = array_module(w_ih.data)
+        zeros = Tensor(xp.zeros(w_ih.shape[0], dtype=w_ih.dtype))
+        return zeros, zeros
+    return b_ih, b_hh
+
+
 def _step(kind, x, state, w_ih, w_hh, b_ih, b_hh):
     """One time step of cell `kind`. x (B, I); state h (B, H), or (h, c) for the LSTM.
 
-    Returns the new state, shaped like `state`. A layer built with bias=False passes None for
-    the biases; the kernels take arrays, so zeros (constants, never trained) stand in for them.
+    Returns the new state, shaped like `state`. Biases may be None (bias=False: see _biases).
     """
-    if b_ih is None:
-        xp = array_module(w_ih.data)
-        b_ih = b_hh = Tensor(xp.zeros(w_ih.shape[0], dtype=w_ih.dtype))
+    b_ih, b_hh = _biases(w_ih, b_ih, b_hh)
     if kind == "lstm":
         h, c = state
         return F.lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh)
@@ -57,9 +68,9 @@ def _step(kind, x, state, w_ih, w_hh, b_ih, b_hh):
     return F.rnn_tanh_cell(x, state, w_ih, w_hh, b_ih, b_hh)
 
 
-def _zeros(x: Tensor, hidden_size: int) -> Tensor:
+def _zeros(x: Tensor, B: int, H: int) -> Tensor:
     """A zero state (B, H) on x's device, in x's dtype: the default initial h (and c)."""
-    return Tensor(array_module(x.data).zeros((x.shape[0], hidden_size), dtype=x.dtype))
+    return Tensor(array_module(x.data).zeros((B, H), dtype=x.dtype))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,8 +104,8 @@ class _Cell(Module):
 
     def forward(self, x: Tensor, state=None):
         if state is None:
-            zeros = _zeros(x, self.hidden_size)
-            state = (zeros, _zeros(x, self.hidden_size)) if self.kind == "lstm" else zeros
+            B, H = x.shape[0], self.hidden_size
+            state = (_zeros(x, B, H), _zeros(x, B, H)) if self.kind == "lstm" else _zeros(x, B, H)
         return _step(
             self.kind, x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
         )
@@ -158,7 +169,8 @@ def unstack(x: Tensor, axis: int = 0) -> tuple[Tensor, ...]:
 
 
 class _Recurrent(Module):
-    """What the three sequence layers share: one layer, its cell Function unrolled over time."""
+    """What the three sequence layers share: one layer, its cell Function unrolled over time
+    (LSTM overrides forward: its whole sequence is one Function)."""
 
     kind = ""
     # Registered by _add_cell_parameters under torch's names (declared here for readers and
@@ -183,11 +195,24 @@ class _Recurrent(Module):
         self.bias_ih_l0 = self.bias_hh_l0 = None  # replaced by Parameters when bias=True
         _add_cell_parameters(self, self.kind, input_size, hidden_size, bias, rng, dtype, "_l0")
 
+    @property
+    def _time_axis(self) -> int:
+        return 1 if self.batch_first else 0
+
+    def _check_sequence(self, x: Tensor) -> None:
+        if x.ndim != 3 or x.shape[self._time_axis] == 0 or x.shape[2] != self.input_size:
+            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            raise ValueError(
+                f"x: expected a non-empty sequence {layout} with I = {self.input_size}, "
+                f"got shape {x.shape}"
+            )
+
     def _initial(self, x: Tensor, h0: Tensor | None, name: str) -> Tensor:
-        """h0 (1, B, H) -> (B, H) for the cell (a reshape on the tape, so h0 gets its gradient)."""
-        B, H = x.shape[0], self.hidden_size
+        """h0 (1, B, H) -> (B, H) for the cell (a reshape on the tape, so h0 gets its gradient).
+        x is the sequence, (T, B, I) or (B, T, I)."""
+        B, H = x.shape[1 - self._time_axis], self.hidden_size
         if h0 is None:
-            return _zeros(x, H)
+            return _zeros(x, B, H)
         if h0.shape != (1, B, H):
             raise ValueError(
                 f"{name}: expected shape (1, {B}, {H}) (layers, batch, hidden), got {h0.shape}"
@@ -195,30 +220,18 @@ class _Recurrent(Module):
         return h0.reshape(B, H)
 
     def forward(self, x: Tensor, state=None):
-        time_axis = 1 if self.batch_first else 0
-        if x.ndim != 3 or x.shape[time_axis] == 0 or x.shape[2] != self.input_size:
-            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
-            raise ValueError(
-                f"x: expected a non-empty sequence {layout} with I = {self.input_size}, "
-                f"got shape {x.shape}"
-            )
-        steps = unstack(x, axis=time_axis)  # T tensors (B, I)
-        if self.kind == "lstm":
-            h0, c0 = state if state is not None else (None, None)
-            state = (self._initial(steps[0], h0, "h0"), self._initial(steps[0], c0, "c0"))
-        else:
-            state = self._initial(steps[0], state, "h0")
+        """The cell Function once per step (RNN and GRU: h is the whole state)."""
+        self._check_sequence(x)
+        h = self._initial(x, state, "h0")
+        steps = unstack(x, axis=self._time_axis)  # T tensors (B, I)
         weights = (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0)
         outputs = []
         for x_t in steps:
-            state = _step(self.kind, x_t, state, *weights)
-            outputs.append(state[0] if self.kind == "lstm" else state)
-        output = stack(outputs, axis=time_axis)  # (T, B, H) or (B, T, H)
-        B, H = outputs[0].shape
-        if self.kind == "lstm":
-            h, c = state
-            return output, (h.reshape(1, B, H), c.reshape(1, B, H))
-        return output, state.reshape(1, B, H)
+            h = _step(self.kind, x_t, h, *weights)
+            outputs.append(h)
+        output = stack(outputs, axis=self._time_axis)  # (T, B, H) or (B, T, H)
+        B, H = h.shape
+        return output, h.reshape(1, B, H)
 
 
 class RNN(_Recurrent):
@@ -232,13 +245,29 @@ class RNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    """An LSTM over a sequence (the LSTMCell formulas at every step).
+    """An LSTM over a sequence (the LSTMCell formulas at every step), run as one Function on
+    the whole sequence (functional.lstm_sequence): forward and backward through time each
+    happen inside one kernel call, and the gradient of x is computed only when x needs one.
 
     forward(x (T, B, I) or (B, T, I) if batch_first, (h0, c0) each (1, B, H), or None)
         -> (output (T, B, H) or (B, T, H), (h_n, c_n) each (1, B, H)).
     """
 
     kind = "lstm"
+
+    def forward(self, x: Tensor, state=None):
+        self._check_sequence(x)
+        h0, c0 = state if state is not None else (None, None)
+        h0, c0 = self._initial(x, h0, "h0"), self._initial(x, c0, "c0")
+        # The op takes the time-major layout (T, B, I); batch_first is a transpose either side.
+        time_major = x.transpose(1, 0, 2) if self.batch_first else x
+        b_ih, b_hh = _biases(self.weight_ih_l0, self.bias_ih_l0, self.bias_hh_l0)
+        hs, h_n, c_n = F.lstm_sequence(
+            time_major, h0, c0, self.weight_ih_l0, self.weight_hh_l0, b_ih, b_hh
+        )
+        output = hs.transpose(1, 0, 2) if self.batch_first else hs
+        B, H = h_n.shape
+        return output, (h_n.reshape(1, B, H), c_n.reshape(1, B, H))
 
 
 class GRU(_Recurrent):

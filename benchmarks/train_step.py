@@ -72,6 +72,9 @@ def build(contender: str, phase: str, batch_size: int) -> tuple[Callable[[], Non
         import torch  # first: its OpenMP reads OMP_WAIT_POLICY when it loads
 
         torch.manual_seed(0)
+    else:
+        import minirad  # noqa: F401  first, as the `minirad` command: it sets OpenBLAS's
+        # thread timeout before NumPy loads the library (minirad/__init__.py)
     sys.path.insert(0, str(HERE))
     if phase.startswith("greedy"):
         return _greedy(contender, 1 if phase == "greedy-1" else 32)
@@ -245,7 +248,9 @@ def table(
     lines = [
         SECTION,
         "",
-        f"Command: `{command}`; OPENBLAS_* in force: {', '.join(blas) or 'none'}",
+        f"Command: `{command}`; OPENBLAS_* in force: {', '.join(blas) or 'none'} (the minirad "
+        f"process adds OPENBLAS_THREAD_TIMEOUT="
+        f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', '20')} where unset: minirad/__init__.py)",
         "",
         "| phase | contender | median ms | min ms | max ms | calls | ratio to torch |",
         "|---|---|---:|---:|---:|---:|---:|",

@@ -51,7 +51,9 @@ from minirad.functional import KernelFunction
 # Measured on the 2-core machine, one training step of the bundled model's architecture,
 # alternating in one process (12 steps each, twice): 391 and 385 ms median with one thread,
 # 358 and 356 ms with two; two threads faster in 21 of the 24 pairs. Wider pools are not
-# measured; a product this small would gain little from them.
+# measured; a product this small would gain little from them. After the last product the second
+# BLAS thread must go to sleep soon, not spin beside the encoder's Numba kernels: minirad sets
+# OpenBLAS's thread timeout for that (minirad/__init__.py, where it is measured).
 DECODER_BLAS_THREADS = 2
 
 

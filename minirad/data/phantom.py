@@ -521,30 +521,39 @@ def _adjust_anatomy(an: Anatomy, study: Study) -> None:
                 an.dome_left -= 0.04
 
 
-def _density(study: Study, an: Anatomy, anat_rng, find_rng) -> np.ndarray:
-    """The density map: 0 air, ~1 soft tissue, more for bone; layer by layer."""
+def _density(
+    study: Study, an: Anatomy, anat_rng, find_rng
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The density map: 0 air, ~1 soft tissue, more for bone; layer by layer. Also each
+    finding's own layer, by its index in study.findings (where the finding is: see
+    lesion_masks), for every finding drawn as an opacity or an air gap."""
     x, y = _patient_grid(an)
     lungs = np.maximum(_lung(an, x, y, -1.0), _lung(an, x, y, 1.0))
     vessels = _vessels(an, anat_rng)
     opacity = np.zeros_like(x)  # fluid or tissue where air should be (0..1)
     pneumo_gap, pleural_line = np.zeros_like(x), np.zeros_like(x)
     devices = np.zeros((an.n, an.n), np.float32)
-    for f in study.findings:
+    layers: dict[int, np.ndarray] = {}
+    for index, f in enumerate(study.findings):
+        layer = None
         if f.name == "pleural_effusion":
-            opacity = np.maximum(opacity, _effusion(an, x, y, f))
+            layer = _effusion(an, x, y, f)
         elif f.name == "pneumothorax":
             pneumo_gap, pleural_line = _pneumothorax(an, x, y, f)
+            layers[index] = pneumo_gap  # the air gap, not an opacity
         elif f.name in ("nodule", "mass"):
-            blob = _round_opacity(an, x, y, find_rng, f, lobulated=f.name == "mass")
-            opacity = np.maximum(opacity, blob)
+            layer = _round_opacity(an, x, y, find_rng, f, lobulated=f.name == "mass")
         elif f.name == "consolidation":
-            opacity = np.maximum(opacity, _consolidation(an, x, y, find_rng, f))
+            layer = _consolidation(an, x, y, find_rng, f)
         elif f.name == "edema":
-            opacity = np.maximum(opacity, _edema(an, x, y, find_rng, f))
+            layer = _edema(an, x, y, find_rng, f)
         elif f.name == "atelectasis":
-            opacity = np.maximum(opacity, _atelectasis(an, x, y, find_rng, f))
+            layer = _atelectasis(an, x, y, find_rng, f)
         elif f.name == "support_device":
             _devices(an, f, devices, find_rng)
+        if layer is not None:
+            opacity = np.maximum(opacity, layer)
+            layers[index] = layer
 
     d = _body(x, y)
     # Lungs are darkest in the middle; soft tissue of the chest wall overlaps their bases.
@@ -560,7 +569,7 @@ def _density(study: Study, an: Anatomy, anat_rng, find_rng) -> np.ndarray:
     ribs = 0.16 * _ribs(an, x, y) + 0.06 * _anterior_ribs(an, x, y)
     d = d + 0.2 * _spine(x, y) + ribs * (1.0 - 0.6 * solid) + 0.4 * _clavicles(an, x, y)
     d = _box_blur(d, 1)  # the focal spot and the detector blur everything a little
-    return d + 1.2 * devices
+    return d + 1.2 * devices, layers
 
 
 def render(study: Study, rng: np.random.Generator, size: int = 128) -> np.ndarray:
@@ -569,6 +578,24 @@ def render(study: Study, rng: np.random.Generator, size: int = 128) -> np.ndarra
     The patient's LEFT is on the IMAGE RIGHT (radiological convention). The same rng state
     gives a byte-identical image. Drawn at SCALE x size and area-averaged down.
     """
+    return render_with_masks(study, rng, size)[0]
+
+
+# A pixel belongs to a finding where that finding's own layer (its opacity, or a pneumothorax's
+# air gap) reaches this fraction of the layer's peak: the soft edges of the drawing are left out.
+MASK_FRACTION = 0.3
+
+
+def render_with_masks(
+    study: Study, rng: np.random.Generator, size: int = 128
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(render's image, {finding index: bool mask (size, size) of where it is drawn}).
+
+    The same drawing as render (the image is byte-identical for the same rng state), keeping
+    each finding's layer: effusion, pneumothorax (the air gap), nodule, mass, consolidation,
+    edema, atelectasis. Cardiomegaly and support devices have no mask (they change the anatomy
+    or are lines, not lesions). Used for the pointing game (minirad.report.pointing).
+    """
     anat_seed, find_seed, noise_seed = rng.integers(0, 2**63, size=3)
     anat_rng = np.random.default_rng(anat_seed)
     find_rng = np.random.default_rng(find_seed)
@@ -576,7 +603,12 @@ def render(study: Study, rng: np.random.Generator, size: int = 128) -> np.ndarra
 
     an = _draw_anatomy(anat_rng, size * SCALE)
     _adjust_anatomy(an, study)
-    d = _density(study, an, anat_rng, find_rng)
+    d, layers = _density(study, an, anat_rng, find_rng)
+    masks = {}
+    for index, layer in layers.items():
+        small = layer.reshape(size, SCALE, size, SCALE).mean(axis=(1, 3))
+        peak = float(small.max())
+        masks[index] = small >= MASK_FRACTION * peak if peak > 0 else np.zeros_like(small, bool)
 
     # Exposure: the window of densities shown, and a gamma for the film/detector response.
     lo, hi = float(noise_rng.uniform(-0.05, 0.08)), float(noise_rng.uniform(1.3, 1.6))
@@ -585,7 +617,7 @@ def render(study: Study, rng: np.random.Generator, size: int = 128) -> np.ndarra
     image = image.reshape(size, SCALE, size, SCALE).mean(axis=(1, 3))
     sigma = float(noise_rng.uniform(0.008, 0.02))
     image = image + sigma * noise_rng.standard_normal((size, size), dtype=np.float32)
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8), masks
 
 
 # Below this many images one process draws them all: starting the worker processes (about half
@@ -635,6 +667,14 @@ def one_phantom(seed: int, index: int, size: int = 128) -> tuple[np.ndarray, Stu
     rng = np.random.default_rng([seed, index])
     study = sample_study(rng)
     return render(study, rng, size), study
+
+
+def lesion_masks(seed: int, index: int, size: int = 128) -> tuple[Study, dict[int, np.ndarray]]:
+    """Where each finding of phantom `index` of `synthesize(n, seed, size)` is drawn: (its
+    study, {finding index: bool mask (size, size)}), from the same generators as the image."""
+    rng = np.random.default_rng([seed, index])
+    study = sample_study(rng)
+    return study, render_with_masks(study, rng, size)[1]
 
 
 def caption(study: Study) -> str:

@@ -120,6 +120,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.limit,
         args.train_data,
         reliability_path=args.reliability,
+        pointing_path=args.pointing,
     )
     print(json.dumps(results, indent=2) if args.json else format_results(results))
     return 0
@@ -370,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--reliability", metavar="PNG", help="write the reliability diagram of the finding head"
+    )
+    evaluate.add_argument(
+        "--pointing", metavar="PNG", help="write the pointing game's chart (phantom data only)"
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(run=_evaluate)

@@ -142,6 +142,20 @@ def test_evaluate_prints_the_model_and_both_baselines(tiny_dataset, capsys):
     assert "nearest neighbour" in capsys.readouterr().out
 
 
+def test_evaluate_plays_the_pointing_game_on_phantoms(tiny_dataset, tmp_path, capsys):
+    chart = tmp_path / "pointing.png"
+    arguments = ["evaluate", "--data", str(tiny_dataset), "--split", "train", "--beam", "1"]
+    assert main([*arguments, "--json", "--pointing", str(chart)]) == 0
+    pointing = json.loads(capsys.readouterr().out)["pointing"]
+    assert pointing, "21 phantoms and not one named lesion scored"
+    for row in pointing.values():
+        assert 0 <= row["hits"] <= row["words"] and 0 <= row["chance"] <= 1
+    assert pointing["all"]["words"] == sum(r["words"] for n, r in pointing.items() if n != "all")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(arguments) == 0
+    assert "pointing game" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------------------------
 # Training: tiny, fast, and checked for what matters (determinism, resume, Ctrl-C)
 

@@ -22,6 +22,11 @@ the expected calibration error (minirad.metrics.expected_calibration_error); wit
 
 "reference" scores the ground-truth reports themselves: clinical F1 1.0 means the labeler reads
 every finding right, the ceiling the others are measured against.
+
+Pointing game (minirad.report.pointing): on phantoms, whose lesion masks are redrawn from each
+study's seed and index, the share of the words naming a true localized finding whose attention
+peak falls on that lesion (dilated by one grid cell), per finding and beside chance; with
+`pointing_path` a bar chart of it, written atomically. None on data without phantom ids.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from minirad.models.report_checkpoint import load_report_model, review_statistic
 from minirad.models.report_data import ReportArrays, read_images, read_records, split
 from minirad.report.decoding import Sentences, generate
 from minirad.report.familiarity import Calibration, encoder_outputs
+from minirad.report.pointing import pointing_game, pointing_png
 
 THUMBNAIL = 32
 
@@ -103,12 +109,17 @@ def evaluate(
     limit: int | None = None,
     train_data: str | Path | None = None,
     reliability_path: str | Path | None = None,
+    pointing_path: str | Path | None = None,
 ) -> dict:
     """Scores of the model and of the baselines on one split of `data` (see module doc).
 
     The baselines draw their reports from the train split of `train_data` (default: `data`);
     pass the model's own training set to give them the same reports the model learned from.
     reliability_path: where to write the reliability diagram (PNG); None: not drawn.
+    pointing_path: where to write the pointing game's chart (PNG); None, data without
+    phantoms, or no word to score: not drawn. The lesion masks are drawn at the model's input
+    size; the phantom is drawn in patient coordinates, so a dataset synthesized at another size
+    has its lesions at the same places (only the texture of patchy opacities differs).
     """
     model, vocab, meta = load_report_model(model_path)
     records = read_records(data)
@@ -126,6 +137,8 @@ def evaluate(
     train_images = read_images(train_records, size, desc="reading train (baseline)")
     constant = constant_normal_report(train_reports)
     calibration = calibration_scores(model, meta, test.images, test.findings)
+    words = [[vocab.tokens[i] for i in d.tokens] for d in decoded]
+    pointing = pointing_game(test.ids, words, [d.attention for d in decoded], size)
     results = {
         "split": split_name,
         "method": method,
@@ -139,6 +152,7 @@ def evaluate(
         ),
         "reference": score(references, references, true_sets),
         "calibration": calibration,
+        "pointing": pointing,
         "distinct references": distinct_reports(references),
         "examples": [
             {"id": test.ids[i], "reference": references[i], "generated": hypotheses[i]}
@@ -147,6 +161,8 @@ def evaluate(
     }
     if reliability_path is not None:
         write_atomically(reliability_path, reliability_png(calibration))
+    if pointing_path is not None and pointing:  # something was scored
+        write_atomically(pointing_path, pointing_png(pointing))
     return results
 
 
@@ -249,4 +265,16 @@ def format_results(results: dict) -> str:
             f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} after; "
             f"decisions P >= 0.5 unchanged: {calibration['decisions_unchanged']}",
         ]
+    pointing = results.get("pointing")
+    if pointing:
+        lines += [
+            "",
+            "pointing game (attention peak on the lesion, dilated by one cell, when a word names",
+            "a true finding the report states):",
+            f"{'finding':<20}{'words':>8}{'hit rate':>10}{'chance':>9}",
+        ]
+        for name, row in pointing.items():
+            lines.append(
+                f"{name:<20}{row['words']:>8d}{row['hit_rate']:>10.3f}{row['chance']:>9.3f}"
+            )
     return "\n".join(lines)

@@ -274,16 +274,22 @@ class GRUCache(NamedTuple):
     hn: Any  # (B, H)
 
 
-def _cell(x, h, w_ih, w_hh, b_ih, b_hh, n_gates: int, array_types) -> tuple[int, int, int]:
-    """Shared shape rules of the three cells; returns (B, I, H). Biases may be None: the
-    backward passes do not take them (the forward contracts require them first)."""
-    check_array("x", x, 2, array_types)
-    check_array("h", h, 2, array_types)
+def _check_weights(w_ih, w_hh, b_ih, b_hh, array_types) -> None:
+    """The weights of a cell or a sequence: two matrices, and two vectors where given (None:
+    a backward pass, which does not take the biases)."""
     check_array("w_ih", w_ih, 2, array_types)
     check_array("w_hh", w_hh, 2, array_types)
     for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
         if bias is not None:
             check_array(name, bias, 1, array_types)
+
+
+def _cell(x, h, w_ih, w_hh, b_ih, b_hh, n_gates: int, array_types) -> tuple[int, int, int]:
+    """Shared shape rules of the three cells; returns (B, I, H). Biases may be None: the
+    backward passes do not take them (the forward contracts require them first)."""
+    check_array("x", x, 2, array_types)
+    check_array("h", h, 2, array_types)
+    _check_weights(w_ih, w_hh, b_ih, b_hh, array_types)
     check_float_dtypes(x=x, h=h, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     B, I = _shape(x)
     Hh = h.shape[1]
@@ -385,11 +391,7 @@ def _lstm_sequence(x, w_ih, w_hh, b_ih, b_hh, array_types) -> tuple[int, int, in
     """Shared shape rules of the sequence ops; returns (T, B, I, H), H read off w_hh (4H, H).
     Biases may be None: the backward does not take them (the forward requires them first)."""
     check_array("x", x, 3, array_types)
-    check_array("w_ih", w_ih, 2, array_types)
-    check_array("w_hh", w_hh, 2, array_types)
-    for name, bias in (("b_ih", b_ih), ("b_hh", b_hh)):
-        if bias is not None:
-            check_array(name, bias, 1, array_types)
+    _check_weights(w_ih, w_hh, b_ih, b_hh, array_types)
     check_float_dtypes(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     T, B, I = _shape(x)
     H = w_hh.shape[1]

@@ -167,16 +167,14 @@ def pointing_game(
 
 def pointing_png(scores: dict[str, dict[str, float]]) -> bytes:
     """A bar chart: each finding's hit rate beside chance, the words scored under its name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import io
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend switch
 
     names = [name for name in scores if name != "all"]
     x = np.arange(len(names))
-    figure, axes = plt.subplots(figsize=(8.5, 3.4))
+    figure = Figure(figsize=(8.5, 3.4))
+    axes = figure.subplots()
     axes.bar(x - 0.2, [scores[n]["hit_rate"] for n in names], 0.4, label="attention peak")
     axes.bar(x + 0.2, [scores[n]["chance"] for n in names], 0.4, label="chance", color="0.7")
     labels = [f"{n.replace('_', chr(10))}\n{scores[n]['words']:.0f} words" for n in names]
@@ -188,5 +186,4 @@ def pointing_png(scores: dict[str, dict[str, float]]) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
     return buffer.getvalue()
